@@ -1,0 +1,153 @@
+// The integer inference engine: runs a graph whose every op has an integer kernel in the registry.
+// No tfjs and no node: imports, so it also runs in the browser.
+import { type Graph, type Node, type TensorData, GraphError, elementCount, topoSort } from '../graph/ir.js';
+import { type IntKernel, type KernelContext, type Requant, getIntKernel, normDomain } from './registry.js';
+import { registerBuiltinIntKernels } from './kernels/index.js';
+
+export interface IntSessionOptions {
+  /**
+   * Requantization of QLinear* kernels. Default: the graph's meta 'qatkit.requant' if set, else 'float'
+   * (ONNX Runtime's float32 semantics, what the ONNX node tests expect).
+   */
+  requant?: Requant;
+  /** Run nodes whose inputs are all constant once, at session creation (default true). */
+  foldConstants?: boolean;
+}
+
+export interface IntSession {
+  readonly inputNames: string[];
+  readonly outputNames: string[];
+  run(feeds: Record<string, TensorData>): Record<string, TensorData>;
+}
+
+interface Step {
+  node: Node;
+  kernel: IntKernel;
+  ctx: KernelContext;
+  /** values whose last use is this step, freed after it */
+  free: string[];
+}
+
+/** Nodes of g that have no registered integer kernel. */
+export function unsupportedNodes(g: Graph): Node[] {
+  registerBuiltinIntKernels();
+  return g.nodes.filter((n) => !getIntKernel(n.op, n.domain));
+}
+
+function opsetOf(g: Graph, node: Node): number {
+  const d = normDomain(node.domain);
+  return g.opsets[d] ?? (d === '' ? g.opsets['ai.onnx'] ?? 0 : 0);
+}
+
+function runStep(step: Step, inputs: (TensorData | undefined)[]): TensorData[] {
+  const { node } = step;
+  let outs: TensorData[];
+  try {
+    outs = step.kernel.run(inputs, step.ctx);
+  } catch (e) {
+    if (e instanceof GraphError) throw e;
+    throw new GraphError(e instanceof Error ? e.message : String(e), node);
+  }
+  if (outs.length < node.outputs.filter((o) => o).length)
+    throw new GraphError(`kernel returned ${outs.length} outputs, node has ${node.outputs.length}`, node);
+  return outs;
+}
+
+export function createIntSession(g: Graph, opts: IntSessionOptions = {}): IntSession {
+  registerBuiltinIntKernels();
+  const requantMeta = g.meta?.['qatkit.requant'];
+  const requant: Requant = opts.requant ?? (requantMeta === 'fixedpoint' ? 'fixedpoint' : 'float');
+  const order = topoSort(g);
+  const feedNames = g.inputs.map((i) => i.name).filter((n) => !g.initializers.has(n));
+  const outputNames = g.outputs.map((o) => o.name);
+
+  const consts = new Map<string, TensorData>(g.initializers);
+  const constData = new Set<unknown>([...g.initializers.values()].map((t) => t.data));
+  // graph inputs that also have an initializer are overridable defaults (IR < 4): not constant
+  for (const i of g.inputs) consts.delete(i.name);
+
+  const steps: Step[] = [];
+  for (const node of order) {
+    const kernel = getIntKernel(node.op, node.domain);
+    if (!kernel)
+      throw new GraphError(`no integer kernel for op ${normDomain(node.domain) ? `${node.domain}::` : ''}${node.op}`, node);
+    const inputs = node.inputs;
+    const ctx: KernelContext = {
+      node,
+      requant,
+      opset: opsetOf(g, node),
+      isConst: (i) => inputs[i] !== undefined && inputs[i] !== '' && consts.has(inputs[i]),
+      cache: new Map(),
+    };
+    const step: Step = { node, kernel, ctx, free: [] };
+    if ((opts.foldConstants ?? true) && inputs.every((i) => i === '' || consts.has(i))) {
+      const outs = runStep(step, inputs.map((i) => (i ? consts.get(i) : undefined)));
+      node.outputs.forEach((o, k) => {
+        if (!o) return;
+        consts.set(o, outs[k]);
+        constData.add(outs[k].data);
+      });
+      continue;
+    }
+    steps.push(step);
+  }
+
+  // free each intermediate value after its last reader
+  const lastUse = new Map<string, Step>();
+  for (const s of steps) for (const i of s.node.inputs) if (i && !consts.has(i)) lastUse.set(i, s);
+  const keep = new Set(outputNames);
+  for (const [name, s] of lastUse) if (!keep.has(name)) s.free.push(name);
+
+  const declared = new Map(g.inputs.map((i) => [i.name, i]));
+  return {
+    inputNames: feedNames,
+    outputNames,
+    run(feeds) {
+      const values = new Map<string, TensorData>(consts);
+      for (const [name, t] of Object.entries(feeds)) {
+        const vi = declared.get(name);
+        if (!vi) throw new GraphError(`feed '${name}' is not a graph input (inputs: ${feedNames.join(', ')})`);
+        if (vi.dtype !== t.dtype) throw new GraphError(`input '${name}' must have dtype ${vi.dtype}, got ${t.dtype}`);
+        if (vi.shape) {
+          const ok = vi.shape.length === t.dims.length && vi.shape.every((d, k) => typeof d !== 'number' || d === t.dims[k]);
+          if (!ok) throw new GraphError(`input '${name}' must have shape [${vi.shape.join(', ')}], got [${t.dims.join(', ')}]`);
+        }
+        if (!Array.isArray(t.data) && t.data.length !== elementCount(t.dims))
+          throw new GraphError(`input '${name}' has ${t.data.length} elements, shape [${t.dims.join(', ')}] needs ${elementCount(t.dims)}`);
+        values.set(name, t);
+      }
+      for (const name of feedNames) if (!values.has(name)) throw new GraphError(`missing feed for graph input '${name}'`);
+      for (const step of steps) {
+        const node = step.node;
+        const inputs = node.inputs.map((i) => {
+          if (!i) return undefined;
+          const v = values.get(i);
+          if (!v) throw new GraphError(`input '${i}' has no value`, node);
+          return v;
+        });
+        const outs = runStep(step, inputs);
+        node.outputs.forEach((o, k) => {
+          if (o) values.set(o, outs[k]);
+        });
+        for (const name of step.free) values.delete(name);
+      }
+      const result: Record<string, TensorData> = {};
+      for (const name of outputNames) {
+        const v = values.get(name);
+        if (!v) throw new GraphError(`graph output '${name}' was not computed`);
+        // never hand out a session constant's buffer: the caller may write to it
+        result[name] = constData.has(v.data) || feeds[name] === v ? copyTensor(v) : v;
+      }
+      return result;
+    },
+  };
+}
+
+function copyTensor(t: TensorData): TensorData {
+  return { dtype: t.dtype, dims: [...t.dims], data: Array.isArray(t.data) ? [...t.data] : t.data.slice() };
+}
+
+/** One-shot convenience: build a session and run it once. */
+export function runInt(g: Graph, feeds: Record<string, TensorData>, opts?: IntSessionOptions): Record<string, TensorData> {
+  return createIntSession(g, opts).run(feeds);
+}

@@ -1,0 +1,59 @@
+// Op handlers: IR op -> tfjs ops. tfjs records the gradients, so a handler is only a forward.
+import type * as tf from '@tensorflow/tfjs-core';
+import type { Node, TensorData } from '../graph/ir.js';
+
+export type Layout = 'nchw' | 'nhwc';
+
+/** What a handler may ask of the running session. */
+export interface OpCtx {
+  node: Node;
+  training: boolean;
+  /** layout of the 4-D tensors this handler receives (and must return) */
+  layout: Layout;
+  /** the value of input i when it is a graph initializer (for shapes, axes): no tensor read-back needed */
+  constInput(i: number): TensorData | undefined;
+  /** services a few ops need (BatchNormalization's running statistics, fake-quant's observers) */
+  session: OpServices;
+}
+
+export interface OpServices {
+  /** BatchNormalization in training: record new running stats for initializer `name`, applied after the step */
+  scheduleUpdate(name: string, value: tf.Tensor): void;
+  /** true once BatchNorm statistics are frozen: training then uses running stats */
+  readonly bnFrozen: boolean;
+  /** a named service registered by a higher layer (fake-quant lives in quant/transform) */
+  service<T>(name: string): T | undefined;
+}
+
+/**
+ * 'spatial': the handler takes NHWC for 4-D data inputs and returns NHWC (conv, pools, BN).
+ * 'elementwise': NHWC is fine when every non-scalar input is 4-D (relu, add, clip...).
+ * unset: the handler sees ONNX's NCHW.
+ */
+export type LayoutSupport = 'spatial' | 'elementwise';
+
+export interface OpHandler {
+  op: string;
+  domain?: string;
+  layout?: LayoutSupport;
+  /** 'spatial' ops: which inputs are data (converted to NHWC); default [0] */
+  dataInputs?: number[] | 'all';
+  /** inputs that are state updated outside the optimizer (BN running stats, observed qparams) */
+  buffers?(node: Node): number[];
+  run(ctx: OpCtx, inputs: (tf.Tensor | undefined)[]): tf.Tensor[];
+}
+
+const handlers = new Map<string, OpHandler>();
+const key = (domain: string | undefined, op: string) => `${domain || ''}::${op}`;
+
+export function registerOp(h: OpHandler): void {
+  handlers.set(key(h.domain, h.op), h);
+}
+
+export function getOp(domain: string | undefined, op: string): OpHandler | undefined {
+  return handlers.get(key(domain, op));
+}
+
+export function registeredOps(): string[] {
+  return [...handlers.keys()];
+}

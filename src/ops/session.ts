@@ -1,0 +1,204 @@
+// Runs an IR graph on tfjs ops, in eval or train mode. Float initializers live in tf.Variables so that tfjs's
+// autodiff reaches them; 4-D activations are kept NHWC between layout-aware ops (tfjs's convs and pools are NHWC)
+// and converted back to ONNX's NCHW only where an op needs ONNX's layout.
+import * as tf from '@tensorflow/tfjs-core';
+import { GraphError, topoSort, type Graph, type Node, type TensorData, type TypedArray } from '../graph/ir.js';
+import { getOp, type Layout, type OpCtx, type OpHandler, type OpServices } from './registry.js';
+import './handlers.js';
+
+interface Value {
+  t: tf.Tensor;
+  layout: Layout;
+}
+
+const TO_NHWC = [0, 2, 3, 1];
+const TO_NCHW = [0, 3, 1, 2];
+
+export function toTfTensor(d: TensorData): tf.Tensor {
+  if (Array.isArray(d.data)) throw new Error('string tensors are not supported by the tfjs executor');
+  const data = d.data as TypedArray;
+  if (d.dtype === 'float32' || d.dtype === 'float64' || d.dtype === 'float16')
+    return tf.tensor(data instanceof Float32Array ? data : Float32Array.from(data as Float64Array), d.dims, 'float32');
+  if (d.dtype === 'bool') return tf.tensor(Int32Array.from(data as Uint8Array), d.dims, 'bool');
+  const out = new Int32Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = Number(data[i]);
+  return tf.tensor(out, d.dims, 'int32');
+}
+
+export function fromTfTensor(t: tf.Tensor): TensorData {
+  const v = t.dataSync();
+  return t.dtype === 'float32'
+    ? { dtype: 'float32', dims: [...t.shape], data: Float32Array.from(v as Float32Array) }
+    : { dtype: t.dtype === 'bool' ? 'bool' : 'int32', dims: [...t.shape], data: t.dtype === 'bool' ? Uint8Array.from(v) : Int32Array.from(v) };
+}
+
+export interface RunOptions {
+  training?: boolean;
+}
+
+export class Session implements OpServices {
+  readonly vars = new Map<string, tf.Variable>();
+  readonly consts = new Map<string, tf.Tensor>();
+  readonly bufferNames = new Set<string>();
+  private readonly order: { node: Node; handler: OpHandler }[];
+  private readonly services = new Map<string, unknown>();
+  private pending = new Map<string, tf.Tensor>();
+  bnFrozen = false;
+
+  constructor(readonly graph: Graph) {
+    const unsupported: string[] = [];
+    this.order = topoSort(graph).map((node) => {
+      const handler = getOp(node.domain, node.op);
+      if (!handler) unsupported.push(`node '${node.name}' (op ${node.domain ? node.domain + '.' : ''}${node.op})`);
+      return { node, handler: handler! };
+    });
+    if (unsupported.length)
+      throw new GraphError(`unsupported op${unsupported.length > 1 ? 's' : ''}: ${unsupported.join(', ')}`);
+    for (const { node, handler } of this.order)
+      for (const i of handler.buffers?.(node) ?? []) if (node.inputs[i]) this.bufferNames.add(node.inputs[i]);
+    for (const [name, d] of graph.initializers) {
+      const t = toTfTensor(d);
+      if (t.dtype === 'float32') {
+        this.vars.set(name, tf.variable(t, !this.bufferNames.has(name), `${name}_${Math.random().toString(36).slice(2, 8)}`));
+        t.dispose();
+      } else this.consts.set(name, t);
+    }
+  }
+
+  /** The trainable parameters (float initializers that are not buffers). */
+  params(): Map<string, tf.Variable> {
+    return new Map([...this.vars].filter(([n]) => !this.bufferNames.has(n)));
+  }
+
+  setService(name: string, s: unknown): void {
+    this.services.set(name, s);
+  }
+  service<T>(name: string): T | undefined {
+    return this.services.get(name) as T | undefined;
+  }
+
+  scheduleUpdate(name: string, value: tf.Tensor): void {
+    const old = this.pending.get(name);
+    if (old) old.dispose();
+    this.pending.set(name, tf.keep(value));
+  }
+
+  /** Apply BatchNorm running-stat updates recorded during the last training forward. */
+  applyUpdates(): void {
+    for (const [name, t] of this.pending) {
+      this.vars.get(name)?.assign(t);
+      t.dispose();
+    }
+    this.pending.clear();
+  }
+
+  /** Run the graph; returns the graph outputs in order (NCHW). Call inside tf.tidy / a gradient function. */
+  run(feeds: Record<string, tf.Tensor>, opts: RunOptions = {}): tf.Tensor[] {
+    const training = opts.training ?? false;
+    const env = new Map<string, Value>();
+    for (const inp of this.graph.inputs) {
+      if (this.graph.initializers.has(inp.name)) continue;
+      const t = feeds[inp.name];
+      if (!t) throw new GraphError(`no value fed for graph input '${inp.name}'`);
+      env.set(inp.name, { t, layout: 'nchw' });
+    }
+    const lookup = (name: string, node: Node): Value | undefined => {
+      if (!name) return undefined;
+      const v = env.get(name);
+      if (v) return v;
+      const t = this.vars.get(name) ?? this.consts.get(name);
+      if (t) return { t, layout: 'nchw' };
+      throw new GraphError(`input '${name}' has no value`, node);
+    };
+    for (const { node, handler } of this.order) {
+      const vals = node.inputs.map((n) => lookup(n, node));
+      const layout = chooseLayout(handler, node, vals, this.graph);
+      const inputs = vals.map((v, i) => {
+        if (!v) return undefined;
+        if (v.t.rank !== 4) return v.t;
+        if (!convertsInput(handler, node, i, this.graph)) return v.t;
+        return relayout(v, layout);
+      });
+      const ctx: OpCtx = {
+        node,
+        training,
+        layout,
+        constInput: (i) => this.graph.initializers.get(node.inputs[i]),
+        session: this,
+      };
+      let outs: tf.Tensor[];
+      try {
+        outs = handler.run(ctx, inputs);
+      } catch (e) {
+        if (e instanceof GraphError) throw e;
+        throw new GraphError((e as Error).message, node);
+      }
+      node.outputs.forEach((o, i) => {
+        if (o && outs[i]) env.set(o, { t: outs[i], layout });
+      });
+    }
+    return this.graph.outputs.map((o) => {
+      const v = lookup(o.name, { name: 'graph output', op: 'output' } as Node)!;
+      return v.t.rank === 4 ? relayout(v, 'nchw') : v.t;
+    });
+  }
+
+  /** Copy variable values back into the graph's initializers (before export or a graph pass). */
+  writeBack(): Graph {
+    for (const [name, v] of this.vars) this.graph.initializers.set(name, fromTfTensor(v));
+    return this.graph;
+  }
+
+  /** All float state (params and buffers) as plain data, for checkpoints. */
+  state(): Record<string, TensorData> {
+    return Object.fromEntries([...this.vars].map(([n, v]) => [n, fromTfTensor(v)]));
+  }
+
+  load(state: Record<string, TensorData>): void {
+    for (const [n, d] of Object.entries(state)) {
+      const v = this.vars.get(n);
+      if (!v) continue;
+      const t = toTfTensor(d);
+      v.assign(t);
+      t.dispose();
+    }
+  }
+
+  dispose(): void {
+    for (const v of this.vars.values()) v.dispose();
+    for (const t of this.consts.values()) t.dispose();
+    for (const t of this.pending.values()) t.dispose();
+    this.pending.clear();
+  }
+}
+
+function isInit(g: Graph, name: string): boolean {
+  return g.initializers.has(name);
+}
+
+function convertsInput(h: OpHandler, node: Node, i: number, g: Graph): boolean {
+  if (h.layout !== 'spatial') return true;
+  const di = h.dataInputs ?? [0];
+  if (di === 'all') return !isInit(g, node.inputs[i]);
+  return di.includes(i);
+}
+
+function chooseLayout(h: OpHandler, node: Node, vals: (Value | undefined)[], g: Graph): Layout {
+  if (h.layout === 'spatial') return 'nhwc';
+  if (h.layout !== 'elementwise') return 'nchw';
+  let anyNhwc = false;
+  for (const v of vals) {
+    if (!v) continue;
+    if (v.t.rank === 4) {
+      if (v.layout === 'nhwc') anyNhwc = true;
+    } else if (v.t.size !== 1) return 'nchw';
+  }
+  void node;
+  void g;
+  return anyNhwc ? 'nhwc' : 'nchw';
+}
+
+function relayout(v: Value, want: Layout): tf.Tensor {
+  if (v.layout === want || v.t.rank !== 4) return v.t;
+  return tf.transpose(v.t, want === 'nhwc' ? TO_NHWC : TO_NCHW);
+}

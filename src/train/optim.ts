@@ -1,0 +1,198 @@
+// Optimizers over a Map<string, tf.Variable>, written as PyTorch's (torch.optim.SGD and Adam/AdamW, single-tensor
+// code path), so results can be checked against it. Their state is named variables, so a checkpoint can save and
+// restore it exactly.
+import * as tf from '@tensorflow/tfjs-core';
+import { fromPlain, isPlainTensor, sameShape, toPlain, type PlainTensor } from './plain.js';
+
+export interface OptimizerConfig {
+  kind: 'sgd' | 'adam' | 'adamw' | (string & {});
+  /** base learning rate (the trainer's schedule scales it; step() takes the lr of the step) */
+  lr: number;
+  /** SGD momentum (default 0) */
+  momentum?: number;
+  nesterov?: boolean;
+  /** L2 penalty added to the gradient (SGD, Adam) or decoupled decay (AdamW); default 0 */
+  weightDecay?: number;
+  /** Adam only: decay the weights directly (AdamW) instead of through the gradient; 'adamw' sets it */
+  decoupled?: boolean;
+  /** Adam (beta1, beta2), default [0.9, 0.999] */
+  betas?: [number, number];
+  /** Adam epsilon, default 1e-8 */
+  eps?: number;
+  /** params that get no weight decay (biases, BN, quantizer scales): their names, or a test on the name */
+  noDecay?: readonly string[] | ((name: string) => boolean);
+}
+
+export type OptimizerState = Record<string, PlainTensor>;
+
+export interface Optimizer {
+  readonly kind: string;
+  /** one update of every param that has a gradient in `grads` (params without one are left alone, as in PyTorch) */
+  step(grads: Map<string, tf.Tensor>, lr: number): void;
+  state(): OptimizerState;
+  load(state: OptimizerState): void;
+  /** releases the optimizer's own buffers (not the params) */
+  dispose(): void;
+}
+
+export type OptimizerFactory = (params: Map<string, tf.Variable>, config: OptimizerConfig) => Optimizer;
+
+const registry = new Map<string, OptimizerFactory>();
+
+export function registerOptimizer(kind: string, factory: OptimizerFactory): void {
+  registry.set(kind, factory);
+}
+
+export function createOptimizer(params: Map<string, tf.Variable>, config: OptimizerConfig): Optimizer {
+  const factory = registry.get(config.kind);
+  if (!factory) throw new Error(`createOptimizer: unknown optimizer kind '${config.kind}' (known: ${[...registry.keys()].join(', ')})`);
+  return factory(params, config);
+}
+
+/** The test "does param `name` get weight decay" from a config. */
+export function decayTest(config: OptimizerConfig): (name: string) => boolean {
+  const nd = config.noDecay;
+  if (!nd) return () => true;
+  if (typeof nd === 'function') return (name) => !nd(name);
+  const set = new Set(nd);
+  return (name) => !set.has(name);
+}
+
+/** Named buffers, one per (slot, param), zero-initialized, saved as `${prefix}/${slot}/${param}`. */
+class Slots {
+  readonly vars = new Map<string, tf.Variable>();
+
+  constructor(
+    private prefix: string,
+    params: Map<string, tf.Variable>,
+    slots: readonly string[],
+  ) {
+    for (const [name, p] of params) for (const s of slots) this.vars.set(this.key(s, name), tf.variable(tf.zerosLike(p), false));
+  }
+
+  key(slot: string, param: string): string {
+    return `${this.prefix}/${slot}/${param}`;
+  }
+
+  get(slot: string, param: string): tf.Variable {
+    return this.vars.get(this.key(slot, param))!;
+  }
+
+  state(): OptimizerState {
+    const out: OptimizerState = {};
+    for (const [k, v] of this.vars) out[k] = toPlain(v);
+    return out;
+  }
+
+  load(state: OptimizerState): void {
+    for (const [k, v] of this.vars) {
+      const s = state[k];
+      if (!isPlainTensor(s)) throw new Error(`optimizer state: '${k}' is missing`);
+      if (!sameShape(s.shape, v.shape)) throw new Error(`optimizer state: '${k}' has shape [${s.shape}], the param has [${v.shape}]`);
+      tf.tidy(() => v.assign(fromPlain(s)));
+    }
+  }
+
+  dispose(): void {
+    for (const v of this.vars.values()) v.dispose();
+    this.vars.clear();
+  }
+}
+
+function checkGrad(name: string, p: tf.Variable, g: tf.Tensor): void {
+  if (!sameShape(p.shape, g.shape)) throw new Error(`optimizer: gradient of '${name}' has shape [${g.shape}], the param has [${p.shape}]`);
+}
+
+export function createSgd(params: Map<string, tf.Variable>, config: OptimizerConfig): Optimizer {
+  const mu = config.momentum ?? 0;
+  const wd = config.weightDecay ?? 0;
+  const nesterov = config.nesterov ?? false;
+  if (nesterov && mu <= 0) throw new Error('sgd: nesterov needs momentum > 0');
+  const decays = decayTest(config);
+  const slots = new Slots('sgd', params, mu !== 0 ? ['momentum'] : []);
+  return {
+    kind: 'sgd',
+    step(grads, lr) {
+      for (const [name, p] of params) {
+        const g = grads.get(name);
+        if (!g) continue;
+        checkGrad(name, p, g);
+        tf.tidy(() => {
+          let d: tf.Tensor = g;
+          if (wd !== 0 && decays(name)) d = tf.add(d, tf.mul(p, wd));
+          if (mu !== 0) {
+            // buf = mu*buf + d; a zero buffer makes the first step buf = d, as PyTorch's clone(d)
+            const buf = slots.get('momentum', name);
+            const nb = tf.add(tf.mul(buf, mu), d);
+            buf.assign(nb);
+            d = nesterov ? tf.add(d, tf.mul(nb, mu)) : nb;
+          }
+          p.assign(tf.sub(p, tf.mul(d, lr)));
+        });
+      }
+    },
+    state: () => slots.state(),
+    load: (s) => slots.load(s),
+    dispose: () => slots.dispose(),
+  };
+}
+
+export function createAdam(params: Map<string, tf.Variable>, config: OptimizerConfig): Optimizer {
+  const [b1, b2] = config.betas ?? [0.9, 0.999];
+  const eps = config.eps ?? 1e-8;
+  const wd = config.weightDecay ?? 0;
+  const decoupled = config.decoupled ?? config.kind === 'adamw';
+  const decays = decayTest(config);
+  const kind = decoupled ? 'adamw' : 'adam';
+  const slots = new Slots(kind, params, ['exp_avg', 'exp_avg_sq']);
+  // per-param step counts, as PyTorch keeps them (a param without a gradient does not advance)
+  const steps = new Map<string, number>([...params.keys()].map((n) => [n, 0]));
+  const stepKey = (name: string) => `${kind}/step/${name}`;
+  return {
+    kind,
+    step(grads, lr) {
+      for (const [name, p] of params) {
+        const g0 = grads.get(name);
+        if (!g0) continue;
+        checkGrad(name, p, g0);
+        const t = steps.get(name)! + 1;
+        steps.set(name, t);
+        tf.tidy(() => {
+          const decay = wd !== 0 && decays(name);
+          let g: tf.Tensor = g0;
+          let w: tf.Tensor = p;
+          if (decay && decoupled) w = tf.mul(w, 1 - lr * wd);
+          else if (decay) g = tf.add(g, tf.mul(p, wd));
+          const m = slots.get('exp_avg', name);
+          const v = slots.get('exp_avg_sq', name);
+          const m1 = tf.add(m, tf.mul(tf.sub(g, m), 1 - b1)); // torch: exp_avg.lerp_(grad, 1 - beta1)
+          const v1 = tf.add(tf.mul(v, b2), tf.mul(tf.mul(g, g), 1 - b2));
+          m.assign(m1);
+          v.assign(v1);
+          const bc1 = 1 - b1 ** t;
+          const bc2Sqrt = Math.sqrt(1 - b2 ** t);
+          const denom = tf.add(tf.div(tf.sqrt(v1), bc2Sqrt), eps);
+          p.assign(tf.sub(w, tf.mul(tf.div(m1, denom), lr / bc1)));
+        });
+      }
+    },
+    state() {
+      const out = slots.state();
+      for (const [name, t] of steps) out[stepKey(name)] = { dtype: 'int32', shape: [], data: Int32Array.of(t) };
+      return out;
+    },
+    load(s) {
+      slots.load(s);
+      for (const name of steps.keys()) {
+        const t = s[stepKey(name)];
+        if (!isPlainTensor(t) || t.data.length !== 1) throw new Error(`optimizer state: '${stepKey(name)}' is missing`);
+        steps.set(name, t.data[0]!);
+      }
+    },
+    dispose: () => slots.dispose(),
+  };
+}
+
+registerOptimizer('sgd', createSgd);
+registerOptimizer('adam', createAdam);
+registerOptimizer('adamw', (params, config) => createAdam(params, { ...config, decoupled: config.decoupled ?? true }));

@@ -1,0 +1,92 @@
+// The two ops that quantization-aware graphs add to the IR (domain ai.qatkit):
+//   FakeQuant(x, scale, zero_point)  quantize-dequantize with a gradient estimator
+//   ConvBn(x, W, B, gamma, beta, mean, var, w_scale, w_zp)  Conv+BatchNorm trained with the BN folded into the
+//     quantized weight (Jacob et al. 2018, sec. 3.2; PyTorch's ConvBn2d._forward_approximate), so that what is
+//     simulated is the folded integer conv that gets deployed. foldConvBn() rewrites it to Conv + FakeQuant.
+import * as tf from '@tensorflow/tfjs-core';
+import { attrFloat, attrInt, attrString, GraphError, QATKIT_DOMAIN, type Node } from '../graph/ir.js';
+import { batchNorm, conv2dOnnx, axisFor } from '../ops/handlers.js';
+import { registerOp, type OpCtx } from '../ops/registry.js';
+import { fakeQuant } from '../quant/fakequant.js';
+
+/** Installed on a Session under QUANT_SERVICE by the QuantController. */
+export interface QuantHooks {
+  /** false: fake-quant is the identity (float forward, e.g. while PTQ calibrates) */
+  readonly enabled: boolean;
+  /** lets the observer of `key` see x and update the scale/zero-point variables in place */
+  observe(key: string, x: tf.Tensor): void;
+}
+export const QUANT_SERVICE = 'quant';
+
+export interface FqParams {
+  qmin: number;
+  qmax: number;
+  axis?: number;
+  estimator: string;
+}
+
+export function fqParams(node: Node, prefix = ''): FqParams {
+  const axis = attrInt(node, `${prefix}axis`);
+  return {
+    qmin: attrInt(node, `${prefix}qmin`, 0),
+    qmax: attrInt(node, `${prefix}qmax`, 255),
+    axis,
+    estimator: attrString(node, `${prefix}estimator`, 'ste'),
+  };
+}
+
+/** Fake-quantize x (rank r) with scale/zp of shape [] or [C] along `axis` (already mapped to x's layout). */
+export function applyFakeQuant(x: tf.Tensor, scale: tf.Tensor, zp: tf.Tensor, p: FqParams, axis: number | undefined): tf.Tensor {
+  let s = scale;
+  let z = zp;
+  if (axis !== undefined && scale.rank === 1) {
+    const shape = x.shape.map((d, i) => (i === axis ? d : 1));
+    s = tf.reshape(scale, shape);
+    z = tf.reshape(zp, shape);
+  }
+  return fakeQuant(x, s, z, { qmin: p.qmin, qmax: p.qmax, estimator: p.estimator });
+}
+
+const learned = (est: string) => est === 'lsq';
+
+function hooks(ctx: OpCtx): QuantHooks | undefined {
+  return ctx.session.service<QuantHooks>(QUANT_SERVICE);
+}
+
+registerOp({
+  op: 'FakeQuant',
+  domain: QATKIT_DOMAIN,
+  layout: 'elementwise',
+  buffers: (n) => (learned(attrString(n, 'estimator', 'ste')) ? [] : [1, 2]),
+  run: (ctx, [x, scale, zp]) => {
+    const n = ctx.node;
+    if (!x || !scale || !zp) throw new GraphError('FakeQuant needs x, scale and zero_point', n);
+    const h = hooks(ctx);
+    h?.observe(n.name, x);
+    if (h && !h.enabled) return [tf.clone(x)];
+    const p = fqParams(n);
+    return [applyFakeQuant(x, scale, zp, p, p.axis === undefined ? undefined : axisFor(ctx, p.axis, x.rank))];
+  },
+});
+
+registerOp({
+  op: 'ConvBn',
+  domain: QATKIT_DOMAIN,
+  layout: 'spatial',
+  buffers: (n) => (learned(attrString(n, 'w_estimator', 'ste')) ? [5, 6] : [5, 6, 7, 8]),
+  run: (ctx, [x, w, b, gamma, beta, mean, variance, ws, wz]) => {
+    const n = ctx.node;
+    if (!x || !w || !gamma || !beta || !mean || !variance || !ws || !wz) throw new GraphError('ConvBn is missing inputs', n);
+    const eps = attrFloat(n, 'epsilon', 1e-5);
+    // scale factor from the running variance, as PyTorch's approximate ConvBn forward
+    const sf = tf.div(gamma, tf.sqrt(tf.add(variance, eps)));
+    const wFold = tf.mul(w, tf.reshape(sf, [-1, 1, 1, 1]));
+    const h = hooks(ctx);
+    h?.observe(`${n.name}/weight`, wFold);
+    const wq = h && !h.enabled ? wFold : applyFakeQuant(wFold, ws, wz, fqParams(n, 'w_'), 0);
+    let y: tf.Tensor = conv2dOnnx(n, x as tf.Tensor4D, wq as tf.Tensor4D);
+    y = tf.div(y, sf); // NHWC: channel is last, [C] broadcasts
+    if (b) y = tf.add(y, b);
+    return [batchNorm(ctx, y, gamma, beta, n.inputs[5], n.inputs[6], mean, variance)];
+  },
+});
