@@ -50,7 +50,7 @@ def save(name, model_bytes, inputs, outputs, entry):
 # ---- torch-exported models -----------------------------------------------------
 
 class CNN(nn.Module):
-    """conv+bn+relu+pool+gemm; the view() keeps a Shape/Gather/Unsqueeze/Concat chain when folding is off."""
+    """conv+bn+relu+pool+gemm (EVAL export fuses the BN into the conv); the view() keeps a Shape/Gather/Unsqueeze/Concat chain when folding is off."""
 
     def __init__(self):
         super().__init__()
@@ -69,12 +69,13 @@ class MLP(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc1 = nn.Linear(16, 32)
+        self.bn = nn.BatchNorm1d(32)  # stays a BatchNormalization node: eval export fuses only Conv+BN
         self.drop = nn.Dropout(0.25)
         self.fc2 = nn.Linear(32, 10)
 
     def forward(self, x):
         x = torch.flatten(x, 1)
-        x = self.drop(F.relu(self.fc1(x)))
+        x = self.drop(F.relu(self.bn(self.fc1(x))))
         return torch.softmax(self.fc2(x), dim=-1)
 
 
@@ -108,7 +109,9 @@ def torch_models():
         name = f'cnn_op{opset}' + ('' if fold else '_nofold')
         entries.append(save(name, export_torch(cnn, x, opset, fold), {'input': x.numpy()}, {'output': y.numpy()},
                             {'producer': 'pytorch ' + torch.__version__, 'style': 'pytorch', 'constant_folding': fold}))
-    mlp = MLP().eval()
+    mlp = MLP()
+    randomize_bn(mlp.bn, g)
+    mlp.eval()
     x = torch.randn(3, 4, 4, generator=g)
     with torch.no_grad():
         y = mlp(x)
@@ -250,8 +253,54 @@ def paddle_op13(rng):
     return model.SerializeToString(), {'x': x}, {'y': y.numpy()}
 
 
+def typed_field_tensors():
+    """TensorProtos written by onnx.helper with the typed repeated fields (raw=False), plus one raw_data tensor,
+    to check our reader against the reference implementation's encoding."""
+    cases = [
+        ('float32', TensorProto.FLOAT, [2, 3], [0.5, -1.25, 3.0e-8, 1e30, -0.0, 7.0]),
+        ('float64', TensorProto.DOUBLE, [3], [1.0 / 3.0, -2.5e-300, 1e300]),
+        ('float16', TensorProto.FLOAT16, [3], [1.0, -2.0, 0.5]),
+        ('int8', TensorProto.INT8, [4], [-128, -1, 0, 127]),
+        ('uint8', TensorProto.UINT8, [3], [0, 128, 255]),
+        ('int16', TensorProto.INT16, [2], [-32768, 32767]),
+        ('uint16', TensorProto.UINT16, [2], [0, 65535]),
+        ('int32', TensorProto.INT32, [3], [-2**31, -1, 2**31 - 1]),
+        ('uint32', TensorProto.UINT32, [2], [0, 2**32 - 1]),
+        ('int64', TensorProto.INT64, [4], [-2**63, -1, 2**53 + 1, 2**63 - 1]),
+        ('uint64', TensorProto.UINT64, [2], [0, 2**64 - 1]),
+        ('bool', TensorProto.BOOL, [3], [True, False, True]),
+        ('string', TensorProto.STRING, [2], [b'abc', 'h\u00e9llo'.encode('utf-8')]),
+    ]
+    entries = []
+    for name, code, dims, vals in cases:
+        t = helper.make_tensor(name, code, dims, vals, raw=False)
+        with open(os.path.join(OUT, 'tensors', name + '.pb'), 'wb') as f:
+            f.write(t.SerializeToString())
+        arr = numpy_helper.to_array(t)
+        if name == 'float16':
+            data = [int(v) for v in arr.view(np.uint16).flatten()]  # IEEE half bits, as the IR holds float16
+        elif name == 'string':
+            data = [v.decode('utf-8') if isinstance(v, bytes) else str(v) for v in arr.flatten()]
+        elif name.startswith(('int64', 'uint64')):
+            data = [str(int(v)) for v in arr.flatten()]  # beyond JSON's safe integers
+        elif name == 'bool':
+            data = [int(v) for v in arr.flatten()]
+        else:
+            data = [float(v) if arr.dtype.kind == 'f' else int(v) for v in arr.flatten()]
+        entries.append({'file': name + '.pb', 'name': name, 'dtype': name, 'dims': dims, 'data': data})
+    raw = numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5, 'raw_float32')
+    with open(os.path.join(OUT, 'tensors', 'raw_float32.pb'), 'wb') as f:
+        f.write(raw.SerializeToString())
+    entries.append({'file': 'raw_float32.pb', 'name': 'raw_float32', 'dtype': 'float32', 'dims': [2, 3],
+                    'data': [float(v) for v in (np.arange(6, dtype=np.float32) - 2.5)]})
+    with open(os.path.join(OUT, 'tensors', 'index.json'), 'w') as f:
+        json.dump({'about': 'TensorProtos from onnx.helper.make_tensor(raw=False); int64/uint64 data as decimal strings, '
+                            'float16 as IEEE half bits', 'tensors': entries}, f, indent=1)
+
+
 def main():
-    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(os.path.join(OUT, 'tensors'), exist_ok=True)
+    typed_field_tensors()
     entries = torch_models()
     rng = np.random.default_rng(0)
     for name, build, style in [('tf2onnx_op9', tf2onnx_op9, 'tf2onnx'), ('legacy_op8', legacy_op8, 'legacy'), ('paddle_op13', paddle_op13, 'paddle')]:
@@ -265,7 +314,7 @@ def main():
     }
     with open(os.path.join(OUT, 'index.json'), 'w') as f:
         json.dump(index, f, indent=1)
-    total = sum(os.path.getsize(os.path.join(OUT, n)) for n in os.listdir(OUT))
+    total = sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(OUT) for n in ns)
     print(f'{len(entries)} models, {total} bytes in {os.path.normpath(OUT)}')
 
 

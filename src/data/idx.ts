@@ -88,6 +88,31 @@ function decode(view: DataView, off: number, count: number, dtype: IdxDType): Id
   }
 }
 
+/** IDX bytes for an array (the inverse of parseIdx), e.g. to write a dataset subset or a test fixture. */
+export function encodeIdx(a: IdxArray): Uint8Array {
+  const code = Number(Object.entries(DTYPES).find(([, t]) => t.dtype === a.dtype)![0]);
+  const size = DTYPES[code]!.size;
+  const count = a.dims.reduce((x, d) => x * d, 1);
+  if (a.data.length !== count) throw new RangeError(`encodeIdx: dims ${a.dims.join('x')} hold ${count} values, data has ${a.data.length}`);
+  const out = new Uint8Array(4 + 4 * a.dims.length + count * size);
+  const view = new DataView(out.buffer);
+  out[2] = code;
+  out[3] = a.dims.length;
+  a.dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  const off = 4 + 4 * a.dims.length;
+  for (let i = 0; i < count; i++) {
+    const v = a.data[i]!;
+    const o = off + i * size;
+    if (a.dtype === 'uint8') view.setUint8(o, v);
+    else if (a.dtype === 'int8') view.setInt8(o, v);
+    else if (a.dtype === 'int16') view.setInt16(o, v, false);
+    else if (a.dtype === 'int32') view.setInt32(o, v, false);
+    else if (a.dtype === 'float32') view.setFloat32(o, v, false);
+    else view.setFloat64(o, v, false);
+  }
+  return out;
+}
+
 export function readIdx(path: string): IdxArray {
   let bytes: Uint8Array;
   try {

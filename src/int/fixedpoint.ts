@@ -47,7 +47,7 @@ export function multiplierValue(q: QuantizedMultiplier): number {
 
 /**
  * gemmlowp SaturatingRoundingDoublingHighMul: (a * b * 2 + 2^31 rounding) >> 32, i.e. round(a*b / 2^31)
- * with the nudge rounding half away from zero, saturating the one overflow case (-2^31 * -2^31).
+ * with the nudge (+2^30, or 1 - 2^30 for a negative product: ties round up), saturating the one overflow case (-2^31 * -2^31).
  * The 64-bit product is split exactly: Math.imul gives its low 32 bits, and the double product
  * (error < 2^10) gives the high word after subtracting them.
  */

@@ -383,3 +383,50 @@ function tensorOf(d: TensorData): tf.Tensor {
   if (d.dtype === 'float32' || d.dtype === 'float64') return tf.tensor(Float32Array.from(data as ArrayLike<number>), d.dims, 'float32');
   return tf.tensor(Int32Array.from(data, Number), d.dims, 'int32');
 }
+
+// ---- QDQ (so imported or exported QDQ models run in the float executor) -------------------------------------------
+
+function qdqParams(ctx: OpCtx, x: tf.Tensor, scale: tf.Tensor, zp: tf.Tensor | undefined): { s: tf.Tensor; z: tf.Tensor } {
+  let s = scale;
+  let z = zp ? tf.cast(zp, 'float32') : tf.zerosLike(scale);
+  if (scale.rank === 1 && scale.size > 1) {
+    const axis = axisFor(ctx, attrInt(ctx.node, 'axis', 1), x.rank);
+    const shape = x.shape.map((d, i) => (i === axis ? d : 1));
+    s = tf.reshape(s, shape);
+    z = tf.reshape(z, shape);
+  }
+  return { s, z };
+}
+
+const QDQ_RANGE: Record<string, [number, number]> = {
+  uint8: [0, 255],
+  int8: [-128, 127],
+  uint16: [0, 65535],
+  int16: [-32768, 32767],
+  int32: [-2147483648, 2147483647],
+  uint4: [0, 15],
+  int4: [-8, 7],
+};
+
+registerOp({
+  op: 'QuantizeLinear',
+  run: (ctx, [x, scale, zp]) => {
+    const n = ctx.node;
+    const X = need(x, n, 'x');
+    const { s, z } = qdqParams(ctx, X, need(scale, n, 'y_scale'), zp);
+    const zpType = ctx.constInput(2)?.dtype ?? 'uint8';
+    const range = QDQ_RANGE[zpType];
+    if (!range) throw new GraphError(`QuantizeLinear to ${zpType} is not supported`, n);
+    // integers carried in float32 tensors: tfjs has no int8 dtype; DequantizeLinear reads them back
+    return [tf.clipByValue(tf.add(tf.round(tf.div(X, s)), z), range[0], range[1])];
+  },
+});
+registerOp({
+  op: 'DequantizeLinear',
+  run: (ctx, [x, scale, zp]) => {
+    const n = ctx.node;
+    const X = tf.cast(need(x, n, 'x'), 'float32');
+    const { s, z } = qdqParams(ctx, X, need(scale, n, 'x_scale'), zp);
+    return [tf.mul(tf.sub(X, z), s)];
+  },
+});

@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
-import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
+import { setupTfjs } from '../util/tfjs.js';
 import {
   dequantize, estimatorNames, fakeQuant, getEstimator, lsqGradFactor, quantize, registerEstimator, sumToShape,
 } from './fakequant.js';
@@ -13,6 +12,7 @@ import {
 } from './torch_api.js';
 import { assertClose, assertExact, checkFakeQuant, checkLearnable, loadFixture } from './torch_fixtures.js';
 
+await setupTfjs();
 const fq = loadFixture('fake_quant');
 const learn = loadFixture('learnable');
 
@@ -99,7 +99,7 @@ test('per-group: reshape so the group is an axis, then broadcast one scale per g
     const sc = Math.fround(scales[Math.floor(j / 3)]);
     return Math.fround(Math.min(127, Math.max(-128, Math.round(Math.fround(v * Math.fround(1 / sc))))) * sc);
   }));
-  assertExact(y.reshape([2, 6]).dataSync(), want.flat(), 'per-group');
+  assertExact(tf.reshape(y, [2, 6]).dataSync(), want.flat(), 'per-group');
 });
 
 test('sumToShape undoes broadcasting', async () => {
@@ -137,4 +137,22 @@ test('torch API validates its arguments', async () => {
   assert.throws(() => fakeQuantizeLearnablePerTensorAffine(x, tf.tensor1d([0.1, 0.2]), tf.tensor1d([0]), 0, 255, 1), /one element/);
   assert.throws(() => fakeQuantizeLearnablePerTensorAffine(x, tf.tensor1d([0.1]), tf.tensor1d([0]), 1, 255, 1), /must include 0/);
   assert.throws(() => fakeQuantizeLearnablePerChannelAffine(x, s3, tf.tensor1d([0, 0]), 1, 0, 255, 1), /zero_point has 2 entries/);
+});
+
+test('fakeQuant and its gradients leave no tensors behind', async () => {
+  await tf.setBackend('cpu');
+  const x = tf.randomNormal([3, 8], 0, 1, 'float32', 11);
+  const s = tf.tensor([0.1, 0.2, 0.3], [3, 1]);
+  const z = tf.tensor([0, 1, -2], [3, 1]);
+  const run = () => {
+    for (const estimator of ['ste', 'lsq']) {
+      tf.dispose(fakeQuant(x, s, z, { qmin: -8, qmax: 7, estimator }));
+      tf.dispose(tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => fakeQuant(a, b, c, { qmin: -8, qmax: 7, estimator }))([x, s, z]));
+    }
+    tf.tidy(() => { fakeQuantizeLearnablePerTensorAffine(x, tf.scalar(0.1), tf.scalar(0), -8, 7, 1); });
+  };
+  run();
+  const before = tf.memory().numTensors;
+  run();
+  assert.equal(tf.memory().numTensors, before);
 });

@@ -10,7 +10,6 @@ export {
   lsqGradFactor,
   quantize,
   registerEstimator,
-  sumToShape,
   type Estimator,
   type EstimatorGrads,
   type EstimatorInput,

@@ -85,7 +85,7 @@ function floatZeroPointFakeQuant(x: tf.Tensor, scale: tf.Tensor, zp: tf.Tensor, 
       },
     };
   });
-  return f(tf.cast(x, 'float32'), scale, zp);
+  return f(x.dtype === 'float32' ? x : tf.cast(x, 'float32'), scale, zp);
 }
 
 function checkLearnable(fn: string, quantMin: number, quantMax: number, scale: tf.Tensor, gradFactor: number): void {

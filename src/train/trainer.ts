@@ -200,7 +200,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       progress = opts.progress === true ? createProgress({ total: totalSteps, label: 'train', initial: pos.step, unit: 'step' }) : opts.progress;
     }
 
-    for (; pos.epoch < opts.epochs; pos.epoch++) {
+    while (pos.epoch < opts.epochs) {
       const epoch = pos.epoch;
       for (const batch of batches(opts.data, { batchSize: opts.batchSize, shuffle, seed: opts.seed, epoch, dropLast, startBatch: pos.batch })) {
         const step = pos.step;
@@ -243,15 +243,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       pos.epochLossSum = 0;
       pos.epochLossCount = 0;
       pos.batch = 0;
+      pos.epoch++;
       log(`epoch ${epoch + 1}/${opts.epochs}: mean loss ${mean.toFixed(4)}`);
       await opts.hooks?.afterEpoch?.(epoch, mean);
-      // the saved position is the start of the next epoch
-      pos.epoch++;
-      try {
-        await save();
-      } finally {
-        pos.epoch--;
-      }
+      await save();
     }
     progress?.done(`loss ${pos.finalLoss.toFixed(4)}`);
     return { steps: pos.step, finalLoss: pos.finalLoss, epochLosses: [...pos.epochLosses], ...(resumedFrom !== undefined ? { resumedFrom } : {}) };

@@ -1,0 +1,142 @@
+// com.microsoft QLinearAdd and QLinearGlobalAveragePool with ONNX Runtime's contrib semantics.
+// 'float' reproduces ONNX Runtime's x86 MLAS kernels (AVX2 QLinearAdd with fused multiply-adds);
+// 'fixedpoint' is TFLite's integer-only Add and an int32 multiplier for the mean.
+import { type TensorData, GraphError, attrInt, elementCount } from '../../graph/ir.js';
+import type { IntKernel, KernelContext } from '../registry.js';
+import { multiplyByQuantizedMultiplier, quantizeMultiplier } from '../fixedpoint.js';
+import {
+  broadcastIndex, broadcastShape, checkDType, intRange, newTensor, numArray, requireInput, rint, scalar,
+} from '../tensor.js';
+import { type IntArray, requantFixed, requantFloat } from './common.js';
+
+const MS = 'com.microsoft';
+const Q8 = ['int8', 'uint8'] as const;
+
+/** float32 fused multiply-add a*b + c with one rounding: exact in double for these operand sizes (8-bit * float32 + float32). */
+const fmaf = (a: number, b: number, c: number): number => Math.fround(a * b + c);
+
+/** Which input is constant along the innermost non-trivial output axis (ONNX Runtime then takes its scalar path). */
+function scalarSide(a: TensorData, b: TensorData, out: number[]): 'a' | 'b' | 'none' {
+  if (elementCount(a.dims) === 1) return 'a';
+  if (elementCount(b.dims) === 1) return 'b';
+  let d = out.length - 1;
+  while (d >= 0 && out[d] === 1) d--;
+  if (d < 0) return 'none';
+  const dimAt = (t: TensorData): number => t.dims[t.dims.length - (out.length - d)] ?? 1;
+  if (dimAt(a) === 1) return 'a';
+  if (dimAt(b) === 1) return 'b';
+  return 'none';
+}
+
+function qlinearAdd(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
+  const { node } = ctx;
+  const a = requireInput(inputs, 0, node, 'A');
+  const b = requireInput(inputs, 3, node, 'B');
+  checkDType(a, Q8, node, 'A');
+  if (b.dtype !== a.dtype) throw new GraphError(`B dtype ${b.dtype} differs from A dtype ${a.dtype}`, node);
+  const sA = scalar(requireInput(inputs, 1, node, 'A_scale'), node, 'A_scale');
+  const zA = inputs[2] ? scalar(inputs[2], node, 'A_zero_point') : 0;
+  const sB = scalar(requireInput(inputs, 4, node, 'B_scale'), node, 'B_scale');
+  const zB = inputs[5] ? scalar(inputs[5], node, 'B_zero_point') : 0;
+  const sC = scalar(requireInput(inputs, 6, node, 'C_scale'), node, 'C_scale');
+  const zC = inputs[7] ? scalar(inputs[7], node, 'C_zero_point') : 0;
+  const { qmin, qmax } = intRange(a.dtype, node);
+  const outDims = broadcastShape(a.dims, b.dims, node);
+  const out = newTensor(a.dtype, outDims);
+  const y = out.data as IntArray;
+  const av = numArray(a, node, 'A');
+  const bv = numArray(b, node, 'B');
+  const n = y.length;
+  const same = (t: TensorData): boolean => t.dims.length === outDims.length && t.dims.every((d, i) => d === outDims[i]);
+  const ia = same(a) ? undefined : broadcastIndex(a.dims, outDims);
+  const ib = same(b) ? undefined : broadcastIndex(b.dims, outDims);
+
+  if (ctx.requant === 'fixedpoint') {
+    // TFLite reference Add: both inputs to a common scale 2*max(sA, sB) with 20 bits of headroom
+    const leftShift = 20;
+    const twiceMax = 2 * Math.max(sA, sB);
+    const qa = quantizeMultiplier(sA / twiceMax);
+    const qb = quantizeMultiplier(sB / twiceMax);
+    const qo = quantizeMultiplier(twiceMax / (2 ** leftShift * sC));
+    for (let i = 0; i < n; i++) {
+      const xa = (av[ia ? ia[i] : i] - zA) << leftShift;
+      const xb = (bv[ib ? ib[i] : i] - zB) << leftShift;
+      const sum = multiplyByQuantizedMultiplier(xa, qa.multiplier, qa.shift) + multiplyByQuantizedMultiplier(xb, qb.multiplier, qb.shift);
+      let v = multiplyByQuantizedMultiplier(sum, qo.multiplier, qo.shift) + zC;
+      if (v < qmin) v = qmin;
+      else if (v > qmax) v = qmax;
+      y[i] = v;
+    }
+    return out;
+  }
+
+  // MLAS AVX2: r = zC - (rA*zA + rB*zB) + b*rB + a*rA in float32 with FMAs, converted round-half-even, saturated
+  const rA = Math.fround(sA / sC);
+  const rB = Math.fround(sB / sC);
+  const fixed = Math.fround(zC - Math.fround(Math.fround(rA * zA) + Math.fround(rB * zB)));
+  const side = scalarSide(a, b, outDims);
+  for (let i = 0; i < n; i++) {
+    const xa = av[ia ? ia[i] : i];
+    const xb = bv[ib ? ib[i] : i];
+    let v: number;
+    if (side === 'b') v = fmaf(xa, rA, Math.fround(fixed + Math.fround(xb * rB)));
+    else if (side === 'a') v = fmaf(xb, rB, Math.fround(fixed + Math.fround(xa * rA)));
+    else v = fmaf(xa, rA, fmaf(xb, rB, fixed));
+    const r = rint(v);
+    y[i] = r < qmin ? qmin : r > qmax ? qmax : r;
+  }
+  return out;
+}
+
+function qlinearGlobalAveragePool(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
+  const { node } = ctx;
+  const x = requireInput(inputs, 0, node, 'X');
+  checkDType(x, Q8, node, 'X');
+  if (x.dims.length < 3) throw new GraphError(`X must have rank >= 3, got [${x.dims.join(', ')}]`, node);
+  const channelsLast = attrInt(node, 'channels_last', 0) !== 0;
+  const xScale = scalar(requireInput(inputs, 1, node, 'x_scale'), node, 'x_scale');
+  const xzp = inputs[2] ? scalar(inputs[2], node, 'x_zero_point') : 0;
+  const yScale = scalar(requireInput(inputs, 3, node, 'y_scale'), node, 'y_scale');
+  const yzpT = inputs[4];
+  const yzp = yzpT ? scalar(yzpT, node, 'y_zero_point') : 0;
+  const dtype = yzpT ? yzpT.dtype : x.dtype;
+  const { qmin, qmax } = intRange(dtype, node);
+  const r = x.dims.length;
+  const N = x.dims[0];
+  const C = channelsLast ? x.dims[r - 1] : x.dims[1];
+  const spatial = channelsLast ? x.dims.slice(1, r - 1) : x.dims.slice(2);
+  const S = elementCount(spatial);
+  const outDims = channelsLast ? [N, ...spatial.map(() => 1), C] : [N, C, ...spatial.map(() => 1)];
+  const xs = numArray(x, node, 'X');
+  const acc = new Int32Array(N * C).fill(-xzp * S);
+  for (let n = 0; n < N; n++) {
+    if (channelsLast) {
+      for (let p = 0; p < S; p++) {
+        const off = (n * S + p) * C;
+        for (let c = 0; c < C; c++) acc[n * C + c] += xs[off + c];
+      }
+    } else {
+      for (let c = 0; c < C; c++) {
+        const off = (n * C + c) * S;
+        let s = 0;
+        for (let p = 0; p < S; p++) s += xs[off + p];
+        acc[n * C + c] += s;
+      }
+    }
+  }
+  const out = newTensor(dtype, outDims);
+  const y = out.data as IntArray;
+  if (ctx.requant === 'fixedpoint') {
+    const q = quantizeMultiplier(xScale / (yScale * S));
+    requantFixed(acc, 0, N * C, q.multiplier, q.shift, yzp, qmin, qmax, y, 0);
+  } else {
+    // MLAS: x_scale / (y_scale * image_size) in float32
+    requantFloat(acc, 0, N * C, Math.fround(xScale / Math.fround(yScale * S)), yzp, qmin, qmax, y, 0);
+  }
+  return out;
+}
+
+export const contribKernels: IntKernel[] = [
+  { op: 'QLinearAdd', domain: MS, run: (inputs, ctx) => [qlinearAdd(inputs, ctx)] },
+  { op: 'QLinearGlobalAveragePool', domain: MS, run: (inputs, ctx) => [qlinearGlobalAveragePool(inputs, ctx)] },
+];

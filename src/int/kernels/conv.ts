@@ -1,0 +1,175 @@
+// ConvInteger and QLinearConv: 1-D, 2-D and 3-D, group, strides, pads, dilations, auto_pad,
+// per-output-channel weight zero points and scales, int32 bias.
+// Lowered to im2row (each output position's receptive field, zero-point shifted, K contiguous) and gemmNT.
+import { type Node, type TensorData, GraphError, attrInt, attrInts } from '../../graph/ir.js';
+import type { IntKernel, KernelContext } from '../registry.js';
+import { quantizeMultipliers } from '../fixedpoint.js';
+import { checkDType, floatValues, intRange, newTensor, numArray, requireInput, scalar } from '../tensor.js';
+import { type IntArray, type Window, memo, requantFixed, requantFloat, to3d, windowGeometry } from './common.js';
+import { gemmNT } from './gemm.js';
+
+const Q8 = ['int8', 'uint8'] as const;
+
+/** Weights shifted by their (per-output-channel) zero point, [OC, K] with K = C/group * kernel volume. */
+function packWeights(w: TensorData, wzp: TensorData | undefined, node: Node): Int16Array {
+  const ws = numArray(w, node, 'w');
+  const OC = w.dims[0];
+  const K = ws.length / OC;
+  const z = wzp ? numArray(wzp, node, 'w_zero_point') : undefined;
+  if (z && z.length !== 1 && z.length !== OC)
+    throw new GraphError(`w_zero_point must be a scalar or have ${OC} values (one per output channel), got ${z.length}`, node);
+  const out = new Int16Array(ws.length);
+  for (let oc = 0; oc < OC; oc++) {
+    const zp = z ? (z.length === 1 ? z[0] : z[oc]) : 0;
+    for (let k = 0; k < K; k++) out[oc * K + k] = ws[oc * K + k] - zp;
+  }
+  return out;
+}
+
+interface ConvShape {
+  N: number; C: number; OC: number; group: number; Cg: number; OCg: number;
+  win: Window; K: number; P: number; outDims: number[];
+}
+
+function convShape(node: Node, x: TensorData, w: TensorData): ConvShape {
+  const r = x.dims.length - 2;
+  if (r < 1 || r > 3) throw new GraphError(`input must be 3-D to 5-D (N, C, spatial...), got rank ${x.dims.length}`, node);
+  if (w.dims.length !== x.dims.length) throw new GraphError(`weight rank ${w.dims.length} differs from input rank ${x.dims.length}`, node);
+  const [N, C] = x.dims;
+  const OC = w.dims[0];
+  const group = attrInt(node, 'group', 1);
+  const Cg = C / group;
+  if (!Number.isInteger(Cg) || w.dims[1] !== Cg || OC % group !== 0)
+    throw new GraphError(`channels: input ${C}, group ${group}, weight [${w.dims.join(', ')}] do not agree`, node);
+  const kernel = attrInts(node, 'kernel_shape', w.dims.slice(2));
+  if (kernel.some((k, i) => k !== w.dims[2 + i]))
+    throw new GraphError(`kernel_shape [${kernel.join(', ')}] differs from weight shape [${w.dims.join(', ')}]`, node);
+  const win = windowGeometry(node, x.dims.slice(2), kernel);
+  const K = Cg * kernel.reduce((a, b) => a * b, 1);
+  const P = win.outSize.reduce((a, b) => a * b, 1);
+  return { N, C, OC, group, Cg, OCg: OC / group, win, K, P, outDims: [N, OC, ...win.outSize] };
+}
+
+/**
+ * im2row for one image and one group: rows[p * K + k] = x - x_zero_point at the input position that
+ * output p's window reads for k = (c, kd, kh, kw), or 0 in the padding (a padded value equals the zero point).
+ */
+function im2row(
+  xs: IntArray, xOff: number, xzp: number, s: ConvShape, rows: Int16Array,
+): void {
+  const [ID, IH, IW] = to3d(s.win.inSize, 1);
+  const [KD, KH, KW] = to3d(s.win.kernel, 1);
+  const [SD, SH, SW] = to3d(s.win.strides, 1);
+  const [DD, DH, DW] = to3d(s.win.dilations, 1);
+  const [PD, PH, PW] = to3d(s.win.padBegin, 0);
+  const [OD, OH, OW] = to3d(s.win.outSize, 1);
+  const { Cg, K } = s;
+  const plane = ID * IH * IW;
+  let p = 0;
+  for (let od = 0; od < OD; od++)
+    for (let oh = 0; oh < OH; oh++)
+      for (let ow = 0; ow < OW; ow++, p++) {
+        let r = p * K;
+        for (let c = 0; c < Cg; c++) {
+          const cOff = xOff + c * plane;
+          for (let kd = 0; kd < KD; kd++) {
+            const id = od * SD - PD + kd * DD;
+            const dIn = id >= 0 && id < ID;
+            for (let kh = 0; kh < KH; kh++) {
+              const ih = oh * SH - PH + kh * DH;
+              if (!dIn || ih < 0 || ih >= IH) {
+                rows.fill(0, r, r + KW);
+                r += KW;
+                continue;
+              }
+              const rowOff = cOff + (id * IH + ih) * IW;
+              let iw = ow * SW - PW;
+              for (let kw = 0; kw < KW; kw++, iw += DW) rows[r++] = iw >= 0 && iw < IW ? xs[rowOff + iw] - xzp : 0;
+            }
+          }
+        }
+      }
+}
+
+/** int32 accumulators [N, OC, P] of the zero-point-shifted convolution, bias added when given. */
+function convAccumulate(
+  s: ConvShape, xs: IntArray, xzp: number, wPacked: Int16Array, bias: Int32Array | undefined,
+): Int32Array {
+  const { N, C, OC, group, Cg, OCg, K, P } = s;
+  const acc = new Int32Array(N * OC * P);
+  const rows = new Int16Array(P * K);
+  const plane = s.win.inSize.reduce((a, b) => a * b, 1);
+  for (let n = 0; n < N; n++)
+    for (let g = 0; g < group; g++) {
+      im2row(xs, (n * C + g * Cg) * plane, xzp, s, rows);
+      const cOff = (n * OC + g * OCg) * P;
+      if (bias) for (let oc = 0; oc < OCg; oc++) acc.fill(bias[g * OCg + oc], cOff + oc * P, cOff + (oc + 1) * P);
+      gemmNT(OCg, P, K, wPacked, g * OCg * K, rows, 0, acc, cOff, P, bias !== undefined);
+    }
+  return acc;
+}
+
+function convInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
+  const { node } = ctx;
+  const x = requireInput(inputs, 0, node, 'x');
+  const w = requireInput(inputs, 1, node, 'w');
+  checkDType(x, Q8, node, 'x');
+  checkDType(w, Q8, node, 'w');
+  const s = convShape(node, x, w);
+  const xzp = inputs[2] ? scalar(inputs[2], node, 'x_zero_point') : 0;
+  const wPacked = memo(ctx, 'w', [1, 3], () => packWeights(w, inputs[3], node));
+  const acc = convAccumulate(s, numArray(x, node, 'x') as IntArray, xzp, wPacked, undefined);
+  return { dtype: 'int32', dims: s.outDims, data: acc };
+}
+
+interface QConvParams { mult: Float32Array; fixed: { multiplier: Int32Array; shift: Int32Array } | undefined }
+
+function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
+  const { node } = ctx;
+  const x = requireInput(inputs, 0, node, 'x');
+  const w = requireInput(inputs, 3, node, 'w');
+  checkDType(x, Q8, node, 'x');
+  checkDType(w, Q8, node, 'w');
+  const yzpT = inputs[7];
+  const s = convShape(node, x, w);
+  const xScale = scalar(requireInput(inputs, 1, node, 'x_scale'), node, 'x_scale');
+  const xzp = inputs[2] ? scalar(inputs[2], node, 'x_zero_point') : 0;
+  const yScale = scalar(requireInput(inputs, 6, node, 'y_scale'), node, 'y_scale');
+  const yzp = yzpT ? scalar(yzpT, node, 'y_zero_point') : 0;
+  const dtype = yzpT ? yzpT.dtype : x.dtype;
+  const { qmin, qmax } = intRange(dtype, node);
+  const wPacked = memo(ctx, 'w', [3, 5], () => packWeights(w, inputs[5], node));
+  const params = memo(ctx, 'scales', [1, 4, 6], (): QConvParams => {
+    const ws = floatValues(requireInput(inputs, 4, node, 'w_scale'), node, 'w_scale');
+    if (ws.length !== 1 && ws.length !== s.OC)
+      throw new GraphError(`w_scale must be a scalar or have ${s.OC} values (one per output channel), got ${ws.length}`, node);
+    const mult = new Float32Array(s.OC);
+    // ONNX Runtime: float32 x_scale * w_scale / y_scale
+    for (let oc = 0; oc < s.OC; oc++) mult[oc] = Math.fround(Math.fround(xScale * ws[ws.length === 1 ? 0 : oc]) / yScale);
+    const real = Array.from({ length: s.OC }, (_, oc) => (xScale * ws[ws.length === 1 ? 0 : oc]) / yScale);
+    return { mult, fixed: ctx.requant === 'fixedpoint' ? quantizeMultipliers(real) : undefined };
+  });
+  let bias: Int32Array | undefined;
+  if (inputs[8]) {
+    const b = inputs[8];
+    checkDType(b, ['int32'], node, 'B');
+    bias = b.data as Int32Array;
+    if (bias.length !== s.OC) throw new GraphError(`bias must have ${s.OC} values, got ${bias.length}`, node);
+  }
+  const acc = convAccumulate(s, numArray(x, node, 'x') as IntArray, xzp, wPacked, bias);
+  const out = newTensor(dtype, s.outDims);
+  const y = out.data as IntArray;
+  const { P } = s;
+  for (let n = 0; n < s.N; n++)
+    for (let oc = 0; oc < s.OC; oc++) {
+      const off = (n * s.OC + oc) * P;
+      if (params.fixed) requantFixed(acc, off, P, params.fixed.multiplier[oc], params.fixed.shift[oc], yzp, qmin, qmax, y, off);
+      else requantFloat(acc, off, P, params.mult[oc], yzp, qmin, qmax, y, off);
+    }
+  return out;
+}
+
+export const convKernels: IntKernel[] = [
+  { op: 'ConvInteger', run: (inputs, ctx) => [convInteger(inputs, ctx)] },
+  { op: 'QLinearConv', run: (inputs, ctx) => [qlinearConv(inputs, ctx)] },
+];

@@ -1,0 +1,172 @@
+// MatMulInteger and QLinearMatMul: numpy matmul broadcasting (1-D operands, batch dims), zero points and
+// scales per tensor, per row of a ([M] or [..., M, 1]) and per column of b ([N] or [..., 1, N]).
+import { type Node, type TensorData, GraphError, elementCount } from '../../graph/ir.js';
+import type { IntKernel, KernelContext } from '../registry.js';
+import { quantizeMultiplier } from '../fixedpoint.js';
+import {
+  broadcastIndex, broadcastShape, checkDType, floatValues, intRange, newTensor, numArray, requireInput, scalar,
+} from '../tensor.js';
+import { type IntArray, requantFixed, requantFloat, memo } from './common.js';
+import { gemmNT } from './gemm.js';
+
+const Q8 = ['int8', 'uint8'] as const;
+
+interface MatShape {
+  M: number; K: number; N: number;
+  batchA: number[]; batchB: number[]; batch: number[];
+  /** per output batch: which batch of a and of b it reads */
+  aIdx: Int32Array; bIdx: Int32Array;
+  outDims: number[];
+}
+
+function matShape(node: Node, a: TensorData, b: TensorData): MatShape {
+  if (a.dims.length === 0 || b.dims.length === 0) throw new GraphError('matmul operands must have rank >= 1', node);
+  const ad = a.dims.length === 1 ? [1, a.dims[0]] : a.dims;
+  const bd = b.dims.length === 1 ? [b.dims[0], 1] : b.dims;
+  const M = ad[ad.length - 2];
+  const K = ad[ad.length - 1];
+  const N = bd[bd.length - 1];
+  if (bd[bd.length - 2] !== K) throw new GraphError(`inner dims differ: a [${a.dims.join(', ')}], b [${b.dims.join(', ')}]`, node);
+  const batchA = ad.slice(0, -2);
+  const batchB = bd.slice(0, -2);
+  const batch = broadcastShape(batchA, batchB, node);
+  const outDims = [...batch];
+  if (a.dims.length > 1) outDims.push(M);
+  if (b.dims.length > 1) outDims.push(N);
+  return { M, K, N, batchA, batchB, batch, aIdx: broadcastIndex(batchA, batch), bIdx: broadcastIndex(batchB, batch), outDims };
+}
+
+/**
+ * A per-row (side 'a') or per-column (side 'b') parameter broadcast to one value per (batch, row|col):
+ * a scalar, a 1-D vector over the rows/columns, or [..., M, 1] / [..., 1, N].
+ */
+function perLine(t: TensorData | undefined, vals: ArrayLike<number> | undefined, batchDims: number[], L: number, side: 'a' | 'b', node: Node, what: string): Float64Array {
+  const nb = elementCount(batchDims);
+  const out = new Float64Array(nb * L);
+  if (!t || !vals) return out;
+  if (vals.length === 1) return out.fill(vals[0]);
+  let dims = t.dims;
+  if (dims.length === 1) dims = side === 'a' ? [dims[0], 1] : [1, dims[0]];
+  const lineAxis = side === 'a' ? dims.length - 2 : dims.length - 1;
+  const other = side === 'a' ? dims.length - 1 : dims.length - 2;
+  if (dims[lineAxis] !== L || dims[other] !== 1)
+    throw new GraphError(`${what} of shape [${t.dims.join(', ')}] is neither a scalar nor per ${side === 'a' ? 'row' : 'column'} (${L})`, node);
+  const idx = broadcastIndex(dims.filter((_, i) => i !== other), [...batchDims, L]);
+  for (let i = 0; i < out.length; i++) out[i] = vals[idx[i]];
+  return out;
+}
+
+/** a minus its zero point, [batchA, M, K] as int16. */
+function packA(a: TensorData, zp: Float64Array, s: MatShape, node: Node): Int16Array {
+  const as = numArray(a, node, 'a');
+  const out = new Int16Array(as.length);
+  const { K } = s;
+  for (let r = 0; r < zp.length; r++) {
+    const z = zp[r];
+    for (let k = r * K; k < (r + 1) * K; k++) out[k] = as[k] - z;
+  }
+  return out;
+}
+
+/** b minus its zero point, transposed to [batchB, N, K] so that gemmNT reads K contiguously. */
+function packB(b: TensorData, zp: Float64Array, s: MatShape, node: Node): Int16Array {
+  const bs = numArray(b, node, 'b');
+  const { K, N } = s;
+  const nb = elementCount(s.batchB);
+  const out = new Int16Array(bs.length);
+  for (let q = 0; q < nb; q++) {
+    const off = q * K * N;
+    for (let k = 0; k < K; k++)
+      for (let n = 0; n < N; n++) out[off + n * K + k] = bs[off + k * N + n] - zp[q * N + n];
+  }
+  return out;
+}
+
+function accumulate(s: MatShape, A: Int16Array, B: Int16Array): Int32Array {
+  const { M, K, N } = s;
+  const nb = s.aIdx.length;
+  const acc = new Int32Array(nb * M * N);
+  for (let q = 0; q < nb; q++) gemmNT(M, N, K, A, s.aIdx[q] * M * K, B, s.bIdx[q] * N * K, acc, q * M * N, N, false);
+  return acc;
+}
+
+function matmulInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
+  const { node } = ctx;
+  const a = requireInput(inputs, 0, node, 'A');
+  const b = requireInput(inputs, 1, node, 'B');
+  checkDType(a, Q8, node, 'A');
+  checkDType(b, Q8, node, 'B');
+  const s = matShape(node, a, b);
+  const zpVals = (i: number, what: string) => (inputs[i] ? numArray(inputs[i], node, what) : undefined);
+  const A = packA(a, perLine(inputs[2], zpVals(2, 'a_zero_point'), s.batchA, s.M, 'a', node, 'a_zero_point'), s, node);
+  const B = memo(ctx, 'b', [1, 3], () =>
+    packB(b, perLine(inputs[3], zpVals(3, 'b_zero_point'), s.batchB, s.N, 'b', node, 'b_zero_point'), s, node));
+  return { dtype: 'int32', dims: s.outDims, data: accumulate(s, A, B) };
+}
+
+function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
+  const { node } = ctx;
+  const a = requireInput(inputs, 0, node, 'a');
+  const b = requireInput(inputs, 3, node, 'b');
+  checkDType(a, Q8, node, 'a');
+  checkDType(b, Q8, node, 'b');
+  const s = matShape(node, a, b);
+  const { M, N } = s;
+  const line = (i: number, L: number, batch: number[], side: 'a' | 'b', what: string, isScale: boolean): Float64Array => {
+    const t = inputs[i];
+    if (!t) {
+      if (isScale) throw new GraphError(`missing required input ${i} (${what})`, node);
+      return new Float64Array(elementCount(batch) * L);
+    }
+    return perLine(t, isScale ? floatValues(t, node, what) : numArray(t, node, what), batch, L, side, node, what);
+  };
+  const aScale = line(1, M, s.batchA, 'a', 'a_scale', true);
+  const A = packA(a, line(2, M, s.batchA, 'a', 'a_zero_point', false), s, node);
+  const bScale = memo(ctx, 'bscale', [4], () => line(4, N, s.batchB, 'b', 'b_scale', true));
+  const B = memo(ctx, 'b', [3, 5], () => packB(b, line(5, N, s.batchB, 'b', 'b_zero_point', false), s, node));
+  const yScale = scalar(requireInput(inputs, 6, node, 'y_scale'), node, 'y_scale');
+  const yzpT = inputs[7];
+  const yzp = yzpT ? scalar(yzpT, node, 'y_zero_point') : 0;
+  const dtype = yzpT ? yzpT.dtype : a.dtype;
+  const { qmin, qmax } = intRange(dtype, node);
+  const acc = accumulate(s, A, B);
+  const out = newTensor(dtype, s.outDims);
+  const y = out.data as IntArray;
+  const nb = s.aIdx.length;
+  // one multiplier per column, recomputed only when the row's scale or b's batch changes
+  const mult = new Float32Array(N);
+  const fm = new Int32Array(N);
+  const fs = new Int32Array(N);
+  let lastAs = NaN;
+  let lastB = -1;
+  for (let q = 0; q < nb; q++)
+    for (let m = 0; m < M; m++) {
+      const as = aScale[s.aIdx[q] * M + m];
+      const bOff = s.bIdx[q] * N;
+      if (as !== lastAs || bOff !== lastB) {
+        lastAs = as;
+        lastB = bOff;
+        for (let n = 0; n < N; n++) {
+          const bsc = bScale[bOff + n];
+          // ONNX Runtime: float32 a_scale * b_scale / y_scale; fixed point from the exact double product
+          mult[n] = Math.fround(Math.fround(as * bsc) / yScale);
+          if (ctx.requant === 'fixedpoint') {
+            const qm = quantizeMultiplier((as * bsc) / yScale);
+            fm[n] = qm.multiplier;
+            fs[n] = qm.shift;
+          }
+        }
+      }
+      const off = (q * M + m) * N;
+      for (let n = 0; n < N; n++) {
+        if (ctx.requant === 'fixedpoint') requantFixed(acc, off + n, 1, fm[n], fs[n], yzp, qmin, qmax, y, off + n);
+        else requantFloat(acc, off + n, 1, mult[n], yzp, qmin, qmax, y, off + n);
+      }
+    }
+  return out;
+}
+
+export const matmulKernels: IntKernel[] = [
+  { op: 'MatMulInteger', run: (inputs, ctx) => [matmulInteger(inputs, ctx)] },
+  { op: 'QLinearMatMul', run: (inputs, ctx) => [qlinearMatMul(inputs, ctx)] },
+];
