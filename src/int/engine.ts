@@ -64,7 +64,12 @@ export function createIntSession(g: Graph, opts: IntSessionOptions = {}): IntSes
   const consts = new Map<string, TensorData>(g.initializers);
   const constData = new Set<unknown>([...g.initializers.values()].map((t) => t.data));
   // graph inputs that also have an initializer are overridable defaults (IR < 4): not constant
-  for (const i of g.inputs) consts.delete(i.name);
+  const defaults = new Map<string, TensorData>();
+  for (const i of g.inputs) {
+    const t = consts.get(i.name);
+    if (t) defaults.set(i.name, t);
+    consts.delete(i.name);
+  }
 
   const steps: Step[] = [];
   for (const node of order) {
@@ -104,6 +109,7 @@ export function createIntSession(g: Graph, opts: IntSessionOptions = {}): IntSes
     outputNames,
     run(feeds) {
       const values = new Map<string, TensorData>(consts);
+      for (const [name, t] of defaults) values.set(name, t);
       for (const [name, t] of Object.entries(feeds)) {
         const vi = declared.get(name);
         if (!vi) throw new GraphError(`feed '${name}' is not a graph input (inputs: ${feedNames.join(', ')})`);

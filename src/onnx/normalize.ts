@@ -224,7 +224,7 @@ const toResize: Rule = (n, ctx) => {
     if (shrink && grow) return undefined; // mixed: no single nearest_mode matches, leave for the executor to report
     attrs.nearest_mode = { type: 'string', value: shrink ? 'ceil' : 'floor' };
   }
-  return [{ name: n.name, op: 'Resize', domain: n.domain, inputs: [n.inputs[0], '', scalesName], outputs: n.outputs, attrs }];
+  return [{ name: n.name, op: 'Resize', inputs: [n.inputs[0], '', scalesName], outputs: n.outputs, attrs }];
 };
 
 const RULES: Record<string, Rule> = {
@@ -365,8 +365,7 @@ function nameNodes(g: Graph, taken: Set<string>): void {
 function normalizeBody(g: Graph, opset: number, target: number, file: string | undefined): void {
   const taken = allNames(g);
   for (const n of g.nodes) {
-    if (n.domain === 'ai.onnx') delete n.domain;
-    if (n.domain === '') delete n.domain;
+    if (!n.domain || n.domain === 'ai.onnx') delete n.domain; // one spelling of the default domain: no key
     if (n.attrs.consumed_inputs) delete n.attrs.consumed_inputs; // opset < 6 bookkeeping, meaningless now
     for (const a of Object.values(n.attrs)) if (a.type === 'graph') normalizeBody(a.value, opset, target, file);
   }

@@ -357,12 +357,33 @@ registerOp({
     return [tf.logSoftmax(X)];
   },
 });
+const reduce = (op: string, f: (x: tf.Tensor, axes: number[] | undefined, keep: boolean) => tf.Tensor) =>
+  registerOp({
+    op,
+    run: (ctx, inputs) => {
+      const X = need(inputs[0], ctx.node, 'data');
+      const axes = inputs[1] ? constInts(ctx, 1, inputs) : attrInts(ctx.node, 'axes');
+      // opset 18: empty axes with noop_with_empty_axes=1 is the identity
+      if ((!axes || axes.length === 0) && attrInt(ctx.node, 'noop_with_empty_axes', 0) === 1) return [tf.clone(X)];
+      return [f(X, axes && axes.length ? axes : undefined, attrInt(ctx.node, 'keepdims', 1) === 1)];
+    },
+  });
+reduce('ReduceMean', tf.mean);
+reduce('ReduceSum', tf.sum);
+reduce('ReduceMax', tf.max);
+reduce('ReduceMin', tf.min);
 registerOp({
-  op: 'ReduceMean',
+  op: 'Split',
   run: (ctx, inputs) => {
-    const X = need(inputs[0], ctx.node, 'data');
-    const axes = inputs[1] ? constInts(ctx, 1, inputs) : attrInts(ctx.node, 'axes');
-    return [tf.mean(X, axes ?? undefined, attrInt(ctx.node, 'keepdims', 1) === 1)];
+    const X = need(inputs[0], ctx.node, 'input');
+    let axis = attrInt(ctx.node, 'axis', 0);
+    if (axis < 0) axis += X.rank;
+    const sizes = inputs[1] ? constInts(ctx, 1, inputs) : attrInts(ctx.node, 'split');
+    const parts = attrInt(ctx.node, 'num_outputs') ?? ctx.node.outputs.length;
+    if (sizes) return tf.split(X, sizes, axis);
+    const chunk = Math.ceil(X.shape[axis] / parts);
+    const even = Array.from({ length: parts }, (_, i) => Math.min(chunk, X.shape[axis] - i * chunk));
+    return tf.split(X, even, axis);
   },
 });
 registerOp({
@@ -428,5 +449,96 @@ registerOp({
     const X = tf.cast(need(x, n, 'x'), 'float32');
     const { s, z } = qdqParams(ctx, X, need(scale, n, 'x_scale'), zp);
     return [tf.mul(tf.sub(X, z), s)];
+  },
+});
+
+registerOp({
+  op: 'Gather',
+  run: (ctx, inputs) => {
+    const X = need(inputs[0], ctx.node, 'data');
+    const idx = need(inputs[1], ctx.node, 'indices');
+    let axis = attrInt(ctx.node, 'axis', 0);
+    if (axis < 0) axis += X.rank;
+    // negative indices count from the end, as ONNX allows
+    const fixed = tf.where(tf.less(idx, 0), tf.add(idx, X.shape[axis]), idx);
+    return [tf.gather(X, tf.cast(fixed, 'int32'), axis)];
+  },
+});
+registerOp({
+  op: 'Cast',
+  run: (ctx, [x]) => {
+    const to = attrInt(ctx.node, 'to', 1);
+    // ONNX TensorProto codes: 1 float, 6 int32, 7 int64, 9 bool, 11 double
+    const dtype = to === 1 || to === 11 || to === 10 ? 'float32' : to === 9 ? 'bool' : 'int32';
+    return [tf.cast(need(x, ctx.node, 'input'), dtype)];
+  },
+});
+registerOp({
+  op: 'Pad',
+  run: (ctx, inputs) => {
+    const X = need(inputs[0], ctx.node, 'data');
+    const mode = attrString(ctx.node, 'mode', 'constant');
+    if (mode !== 'constant') throw new GraphError(`Pad mode '${mode}' is not supported`, ctx.node);
+    const pads = constInts(ctx, 1, inputs);
+    if (!pads) throw new GraphError('missing input: pads', ctx.node);
+    if (inputs[3]) throw new GraphError('Pad with axes is not supported', ctx.node);
+    const value = inputs[2] ? (constInts(ctx, 2, inputs) ?? [0])[0] : 0;
+    const r = X.rank;
+    return [tf.pad(X, Array.from({ length: r }, (_, i) => [pads[i], pads[i + r]] as [number, number]), value)];
+  },
+});
+registerOp({
+  op: 'Slice',
+  run: (ctx, inputs) => {
+    const X = need(inputs[0], ctx.node, 'data');
+    const starts = constInts(ctx, 1, inputs) ?? [];
+    const ends = constInts(ctx, 2, inputs) ?? [];
+    const axes = inputs[3] ? constInts(ctx, 3, inputs)! : starts.map((_, i) => i);
+    const steps = inputs[4] ? constInts(ctx, 4, inputs)! : starts.map(() => 1);
+    const begin = X.shape.map(() => 0);
+    const end = [...X.shape];
+    const stride = X.shape.map(() => 1);
+    axes.forEach((a0, i) => {
+      const a = a0 < 0 ? a0 + X.rank : a0;
+      const d = X.shape[a];
+      const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v < 0 ? v + d : v, lo), hi);
+      stride[a] = steps[i];
+      if (steps[i] > 0) {
+        begin[a] = clamp(starts[i], 0, d);
+        end[a] = clamp(ends[i], 0, d);
+      } else {
+        begin[a] = clamp(starts[i], -1, d - 1);
+        end[a] = clamp(ends[i], -1, d - 1);
+      }
+    });
+    // tfjs reads a negative end as counting from the back; -1 here means "before index 0"
+    const endMask = end.reduce((m, e, i) => (e === -1 && stride[i] < 0 ? m | (1 << i) : m), 0);
+    return [tf.stridedSlice(X, begin, end, stride, 0, endMask)];
+  },
+});
+registerOp({
+  op: 'Resize',
+  layout: 'spatial',
+  run: (ctx, inputs) => {
+    const n = ctx.node;
+    const X = need(inputs[0], n, 'X') as tf.Tensor4D;
+    if (X.rank !== 4) throw new GraphError('Resize is supported on 4-D inputs only', n);
+    const mode = attrString(n, 'mode', 'nearest');
+    const ctm = attrString(n, 'coordinate_transformation_mode', 'half_pixel');
+    const [, H, W] = X.shape;
+    let size: [number, number];
+    if (inputs[3]) {
+      const s = constInts(ctx, 3, inputs)!;
+      size = [s[2], s[3]];
+    } else {
+      const sc = ctx.constInput(2)?.data ?? inputs[2]?.dataSync();
+      if (!sc) throw new GraphError('Resize needs scales or sizes', n);
+      size = [Math.floor(H * Number(sc[2])), Math.floor(W * Number(sc[3]))];
+    }
+    const alignCorners = ctm === 'align_corners';
+    const halfPixel = ctm === 'half_pixel' || ctm === 'pytorch_half_pixel' || ctm === 'tf_half_pixel_for_nn';
+    if (mode === 'nearest') return [tf.image.resizeNearestNeighbor(X, size, alignCorners, halfPixel && attrString(n, 'nearest_mode', 'round_prefer_floor') !== 'floor')];
+    if (mode === 'linear') return [tf.image.resizeBilinear(X, size, alignCorners, halfPixel)];
+    throw new GraphError(`Resize mode '${mode}' is not supported`, n);
   },
 });

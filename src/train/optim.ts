@@ -67,7 +67,8 @@ class Slots {
     params: Map<string, tf.Variable>,
     slots: readonly string[],
   ) {
-    for (const [name, p] of params) for (const s of slots) this.vars.set(this.key(s, name), tf.variable(tf.zerosLike(p), false));
+    // tidy frees the zeros tensor; the variable keeps its own reference to the data
+    for (const [name, p] of params) for (const s of slots) this.vars.set(this.key(s, name), tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
   }
 
   key(slot: string, param: string): string {

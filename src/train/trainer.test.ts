@@ -23,11 +23,17 @@ const digitsTest = loadDataset('digits', { split: 'test' });
 function mlp(seed: number, hidden = 32) {
   const rng = new Rng(seed);
   const u = (n: number, fanIn: number) => Float32Array.from({ length: n }, () => (2 * rng.float() - 1) / Math.sqrt(fanIn));
+  // the variable keeps its own reference to the data: free the initial tensor
+  const v = (t: tf.Tensor) => {
+    const x = tf.variable(t);
+    t.dispose();
+    return x;
+  };
   const params = new Map<string, tf.Variable>([
-    ['fc1.weight', tf.variable(tf.tensor2d(u(64 * hidden, 64), [64, hidden]))],
-    ['fc1.bias', tf.variable(tf.tensor1d(u(hidden, 64)))],
-    ['fc2.weight', tf.variable(tf.tensor2d(u(hidden * 10, hidden), [hidden, 10]))],
-    ['fc2.bias', tf.variable(tf.tensor1d(u(10, hidden)))],
+    ['fc1.weight', v(tf.tensor2d(u(64 * hidden, 64), [64, hidden]))],
+    ['fc1.bias', v(tf.tensor1d(u(hidden, 64)))],
+    ['fc2.weight', v(tf.tensor2d(u(hidden * 10, hidden), [hidden, 10]))],
+    ['fc2.bias', v(tf.tensor1d(u(10, hidden)))],
   ]);
   const forward = (x: tf.Tensor4D, ctx?: StepContext) => {
     let h = tf.relu(tf.add(tf.matMul(tf.reshape(x, [x.shape[0], 64]), params.get('fc1.weight')!), params.get('fc1.bias')!));

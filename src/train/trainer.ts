@@ -163,21 +163,30 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const perEpoch = numBatches(opts.data.n, opts.batchSize, dropLast);
   const totalSteps = perEpoch * opts.epochs;
   const vars = [...opts.params.values()];
-  const log = opts.log ?? (() => {});
+  const userLog = opts.log ?? (() => {});
+  let progress: Progress | undefined;
+  // a log line must not land in the middle of a progress bar
+  const log = (line: string) => {
+    progress?.clear?.();
+    userLog(line);
+  };
   const ckOpts = opts.checkpoint;
   const hash = trainConfigHash(opts);
   const optimizer = createOptimizer(opts.params, opts.optimizer);
 
   let pos: Position = { step: 0, epoch: 0, batch: 0, epochLossSum: 0, epochLossCount: 0, epochLosses: [], finalLoss: NaN };
   let resumedFrom: number | undefined;
-  let progress: Progress | undefined;
   try {
     if (ckOpts) {
       mkdirSync(dirname(ckOpts.path), { recursive: true });
       if (existsSync(ckOpts.path)) {
         pos = restore(ckOpts.path, hash, opts, optimizer);
         resumedFrom = pos.step;
-        log(`resumed from ${ckOpts.path} at step ${pos.step}/${totalSteps} (epoch ${pos.epoch + 1}, batch ${pos.batch})`);
+        log(
+          pos.step >= totalSteps
+            ? `${ckOpts.path} is a finished run (step ${pos.step}/${totalSteps}): nothing left to train`
+            : `resumed from ${ckOpts.path} at step ${pos.step}/${totalSteps} (epoch ${pos.epoch + 1}, batch ${pos.batch})`,
+        );
       }
     }
 

@@ -30,6 +30,8 @@ export interface Progress {
   tick(n?: number, extra?: string): void;
   /** finish: draws the final state and ends the line; later calls do nothing */
   done(extra?: string): void;
+  /** before other output goes to the same stream: erases the bar (TTY), which the next tick redraws */
+  clear?(): void;
   readonly count: number;
 }
 
@@ -107,6 +109,11 @@ export function createProgress(opts: ProgressOptions): Progress {
         lastDraw = t;
         if (count < total || total === 0) printLine(false);
       }
+    },
+    clear() {
+      if (!tty || finished || lastDraw === -Infinity) return;
+      stream.write('\r\x1b[K');
+      lastDraw = -Infinity;
     },
     done(ex?: string) {
       if (finished) return;

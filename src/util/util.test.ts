@@ -109,8 +109,12 @@ test('progress: on a TTY one line rewritten in place, throttled', () => {
   p.tick(1); // same instant: throttled
   t = 1000;
   p.tick(3, 'loss 1.0');
+  p.clear!(); // e.g. before a log line: erase, and redraw at the next tick even within 100 ms
+  p.tick(0);
   p.done();
-  assert.equal(out.length, 3);
+  assert.equal(out.length, 5);
+  assert.equal(out[2], '\r\x1b[K');
+  out.splice(2, 2);
   for (const s of out) assert.ok(s.startsWith('\r'));
   assert.match(out[1]!, /train \[#{10}\.{10}\] 5\/10 +50\.0% 5\.00 it\/s ETA 1s loss 1\.0/);
   assert.ok(out[2]!.endsWith('\n'));
