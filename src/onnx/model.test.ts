@@ -130,14 +130,14 @@ const modelWith = (graph: (w: ProtoWriter) => void, extra?: (w: ProtoWriter) => 
 
 test('unsupported constructs are reported by name', () => {
   assert.throws(() => readOnnx(modelWith((g) => g.stringField(2, 'g').messageField(15, () => {})), 'sparse.onnx'),
-    /malformed protobuf in sparse\.onnx: graph at byte \d+: sparse_initializer is not supported/);
+    /sparse\.onnx: graph: sparse_initializer \(byte \d+\) is not supported/);
   const tensorsAttr = modelWith((g) => g.messageField(1, (n) => n.stringField(2, 'y').stringField(3, 'n1').stringField(4, 'Weird')
     .messageField(5, (a) => a.stringField(1, 'ts').varintField(20, 9))));
   assert.throws(() => readOnnx(tensorsAttr, 'attr.onnx'), /attr\.onnx: node 'n1' \(op Weird\): attribute 'ts' has type TENSORS, which qatkit does not support/);
   const seqInput = modelWith((g) => g.messageField(11, (v) => v.stringField(1, 'seq').messageField(2, (t) => t.messageField(4, () => {}))));
   assert.throws(() => readOnnx(seqInput, 'seq.onnx'), /seq\.onnx: graph input 'seq': sequence types are not supported/);
   assert.throws(() => readOnnx(modelWith((g) => g.stringField(2, 'g'), (w) => w.messageField(25, () => {})), 'fn.onnx'),
-    /fn\.onnx: ModelProto at byte \d+: model-local functions/);
+    /fn\.onnx: model-local functions \(ModelProto\.functions, byte \d+\) are not supported/);
   const noDefault = new ProtoWriter().varintField(1, 8).messageField(7, (g) => g.stringField(2, 'g'))
     .messageField(8, (o) => o.stringField(1, 'com.x').varintField(2, 1)).finish();
   assert.throws(() => readOnnx(noDefault, 'd.onnx'), /d\.onnx: ModelProto has no opset for the default ONNX domain/);

@@ -3,12 +3,13 @@
 // value_info, doc strings and producer fields are not kept: the IR has no place for them.
 
 import { GraphError, type Attr, type Dim, type Graph, type Node, type ValueInfo } from '../graph/ir.js';
-import { ProtoError, ProtoReader, ProtoWriter, Wire, decodeUtf8, encodeUtf8 } from './protobuf.js';
+import { ProtoReader, ProtoWriter, Wire, decodeUtf8, encodeUtf8 } from './protobuf.js';
 import { decodeTensor, dtypeFromOnnx, encodeTensor, ONNX_DTYPE } from './tensor.js';
 
 // AttributeProto.AttributeType
 const AT = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, GRAPH: 5, FLOATS: 6, INTS: 7, STRINGS: 8 } as const;
 const AT_NAMES: Record<number, string> = {
+  ...Object.fromEntries(Object.entries(AT).map(([k, v]) => [v, k])),
   9: 'TENSORS', 10: 'GRAPHS', 11: 'SPARSE_TENSOR', 12: 'SPARSE_TENSORS', 13: 'TYPE_PROTO', 14: 'TYPE_PROTOS',
 };
 
@@ -139,7 +140,7 @@ function readAttr(r: ProtoReader, node: Pick<Node, 'name' | 'op'>, opsets: Recor
   if (type === 0)
     type = a.unsupported ?? (a.floats.length ? AT.FLOATS : a.ints.length ? AT.INTS : a.strings.length ? AT.STRINGS
       : a.t ? AT.TENSOR : a.g ? AT.GRAPH : a.f !== undefined ? AT.FLOAT : a.i !== undefined ? AT.INT : a.s ? AT.STRING : AT.INTS);
-  const missing = (): never => { throw new GraphError(`attribute '${a.name}' of type ${type} has no value`, node, ctx.file || undefined); };
+  const missing = (): never => { throw new GraphError(`attribute '${a.name}' of type ${AT_NAMES[type]} has no value`, node, ctx.file || undefined); };
   switch (type) {
     case AT.FLOAT: return [a.name, { type: 'float', value: a.f ?? missing() }];
     case AT.INT: return [a.name, { type: 'int', value: a.i ?? missing() }];
@@ -191,7 +192,7 @@ function readGraph(r: ProtoReader, opsets: Record<string, number>, ctx: Ctx, whe
       }
       case 11: g.inputs.push(readValueInfo(r.message(`${where} input`), `${where} input`)); break;
       case 12: g.outputs.push(readValueInfo(r.message(`${where} output`), `${where} output`)); break;
-      case 15: throw new ProtoError('sparse_initializer is not supported (densify the model first)', at, where);
+      case 15: throw new Error(`${where}: sparse_initializer (byte ${at}) is not supported; densify the model first`);
       default: r.skip(wire); // doc_string, value_info, quantization_annotation
     }
   }
@@ -235,7 +236,7 @@ export function readOnnx(bytes: Uint8Array, file?: string): Graph {
         hasMeta = true;
         break;
       }
-      case 25: throw new ProtoError('model-local functions (ModelProto.functions) are not supported', at, `${pre}ModelProto`);
+      case 25: throw new Error(`${pre}model-local functions (ModelProto.functions, byte ${at}) are not supported; inline them first`);
       default: r.skip(wire); // producer, domain, model_version, doc_string, training_info
     }
   }

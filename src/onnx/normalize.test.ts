@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { emptyGraph, floatTensor, type Graph, type Node } from '../graph/ir.js';
+import { emptyGraph, floatTensor, type Attr, type Graph, type Node } from '../graph/ir.js';
 import { readOnnx, writeOnnx } from './model.js';
 import { CANONICAL_OPSET, canonicalViolations, normalize } from './normalize.js';
 
@@ -182,4 +182,25 @@ test('Constant feeding a graph output, Dropout with a used mask, BatchNormalizat
   assert.equal(node(n, 'drop').op, 'Dropout', 'its mask is a graph output: left for the executor');
   assert.deepEqual(node(n, 'bn').outputs, ['y']);
   assert.deepEqual(node(n, 'bn').attrs, {});
+});
+
+test('Upsample-7/9 and Resize-10 become Resize-18 that samples exactly like the original in onnxruntime', async () => {
+  const cases: [number, string, number[]][] = [
+    [8, 'linear', [1, 1, 2, 3]], [9, 'linear', [1, 1, 1.5, 3]], [9, 'nearest', [1, 1, 1.5, 2.5]],
+    [10, 'nearest', [1, 1, 0.5, 0.75]], [10, 'linear', [1, 1, 0.5, 2]],
+  ];
+  const x = new ort.Tensor('float32', Float32Array.from({ length: 16 }, (_, i) => i * i * 0.1), [1, 1, 4, 4]);
+  for (const [opset, mode, scales] of cases) {
+    const g = emptyGraph('up', opset);
+    g.inputs.push({ name: 'x', dtype: 'float32', shape: [1, 1, 4, 4] });
+    g.outputs.push({ name: 'y', dtype: 'float32' });
+    const attrs: Record<string, Attr> = { mode: { type: 'string', value: mode } };
+    if (opset < 9) attrs.scales = { type: 'floats', value: scales };
+    else g.initializers.set('s', floatTensor([4], scales));
+    g.nodes.push({ name: 'up', op: opset < 10 ? 'Upsample' : 'Resize', inputs: opset < 9 ? ['x'] : ['x', 's'], outputs: ['y'], attrs });
+    const n = normalize(g);
+    assert.equal(n.nodes[0].op, 'Resize');
+    const a = (await runOrt(writeOnnx(g), { x })).y, b = (await runOrt(writeOnnx(n), { x })).y;
+    assert.deepEqual(b, a, `opset ${opset} ${mode} ${scales}`);
+  }
 });

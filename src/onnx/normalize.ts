@@ -33,7 +33,7 @@ const toInt64 = (v: number): bigint => {
   return b > INT64_MAX ? INT64_MAX : b < INT64_MIN ? INT64_MIN : b;
 };
 
-export const int64Tensor = (vals: number[], scalar = false): TensorData => ({
+const int64Tensor = (vals: number[], scalar = false): TensorData => ({
   dtype: 'int64', dims: scalar ? [] : [vals.length], data: BigInt64Array.from(vals.map(toInt64)),
 });
 const float32Scalar = (v: number): TensorData => ({ dtype: 'float32', dims: [], data: Float32Array.of(v) });

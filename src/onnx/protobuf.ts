@@ -1,12 +1,8 @@
 // Protobuf wire format, just what ONNX needs: varint, fixed32/64, length-delimited, packed repeated.
 // Our own so that the codec runs anywhere (browser included) without a dependency.
 
-export const enum Wire {
-  Varint = 0,
-  Fixed64 = 1,
-  Bytes = 2,
-  Fixed32 = 5,
-}
+export const Wire = { Varint: 0, Fixed64: 1, Bytes: 2, Fixed32: 5 } as const;
+export type Wire = (typeof Wire)[keyof typeof Wire];
 
 /** A malformed or truncated buffer; `offset` is the byte where reading failed (absolute in the outer buffer). */
 export class ProtoError extends Error {
@@ -57,7 +53,7 @@ export class ProtoReader {
     if (field === 0) this.fail('field number 0', at);
     if (wire !== Wire.Varint && wire !== Wire.Fixed64 && wire !== Wire.Bytes && wire !== Wire.Fixed32)
       this.fail(`wire type ${wire} for field ${field} (groups and unknown wire types are not supported)`, at);
-    return { field, wire };
+    return { field, wire: wire as Wire };
   }
 
   /** A varint as unsigned 32-bit halves; at most 10 bytes. */

@@ -3,16 +3,15 @@ import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { QATKIT_DOMAIN, emptyGraph, floatTensor, type Attr, type Graph, type Node } from '../graph/ir.js';
 import { writeOnnx } from './model.js';
-import { roundHalfEven, toQdq } from './qdq.js';
+import { fakeQuantValue, roundHalfEven, toQdq } from './qdq.js';
 
 // ---- an independent reference of the FakeQuant contract ----------------------------------------------
 // q = clamp(round_half_even(x / scale) + zp, qmin, qmax); y = (q - zp) * scale, in float32.
-const rne0 = (v: number) => {
+const rne = (v: number) => {
   const f = Math.floor(v);
   const d = v - f;
   return d < 0.5 ? f : d > 0.5 ? f + 1 : f % 2 === 0 ? f : f + 1;
 };
-const rne = Math.round;
 const qOf = (x: number, s: number, zp: number) => rne(Math.fround(x / s)) + zp;
 const fq = (x: number, s: number, zp: number, qmin: number, qmax: number) =>
   Math.fround((Math.min(qmax, Math.max(qmin, qOf(x, s, zp))) - zp) * s);
@@ -71,8 +70,10 @@ function fqTensor(x: Float32Array, dims: number[], p: FQ): Float32Array {
   });
 }
 
-test('roundHalfEven', () => {
+test('roundHalfEven and fakeQuantValue follow the contract', () => {
   assert.deepEqual([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4999, -2.5001, 3].map(roundHalfEven), [0, 2, 2, -0, -2, -2, 2, -3, 3]);
+  for (const p of Object.values(PARAMS))
+    for (const x of X) assert.equal(fakeQuantValue(x, Math.fround(p.scale[0]), p.zp[0], p.qmin, p.qmax), fq(x, Math.fround(p.scale[0]), p.zp[0], p.qmin, p.qmax));
 });
 
 test('toQdq: onnxruntime output equals the fake-quant semantics exactly (8-bit, 4-bit with Clip, per-channel)', async () => {

