@@ -21,7 +21,10 @@ ThreadPool::~ThreadPool() { stop(); }
 void ThreadPool::start(int n) {
   nthreads_ = n;
   quit_ = false;
-  for (int i = 1; i < n; i++) workers_.emplace_back(&ThreadPool::worker, this, i);
+  // Each worker starts from the generation current now, not when it first runs: a job
+  // posted before the thread is scheduled must still be seen as new.
+  const uint64_t g = gen_.load();
+  for (int i = 1; i < n; i++) workers_.emplace_back(&ThreadPool::worker, this, i, g);
 }
 
 void ThreadPool::stop() {
@@ -42,8 +45,7 @@ void ThreadPool::resize(int n) {
   start(n);
 }
 
-void ThreadPool::worker(int id) {
-  uint64_t seen = gen_.load();
+void ThreadPool::worker(int id, uint64_t seen) {
   for (;;) {
     // Spin a little (kernels come in bursts), then sleep.
     int spins = 0;

@@ -27,7 +27,7 @@ class ThreadPool {
   ThreadPool();
   void start(int n);
   void stop();
-  void worker(int id);
+  void worker(int id, uint64_t seen);
 
   int nthreads_ = 1;
   std::vector<std::thread> workers_;

@@ -1,9 +1,9 @@
 // The benchmark's methods, by name. A method turns the shared float model (and a recipe) into the graph a cell
 // measures. A new method plugs in with registerMethod; the runner and the matrix format do not change.
 import type { Dataset } from '../data/datasets.js';
-import type { Graph } from '../graph/ir.js';
+import { attrInt, cloneGraph, QATKIT_DOMAIN, type Graph } from '../graph/ir.js';
 import { writeOnnx } from '../onnx/model.js';
-import { toQdq } from '../onnx/qdq.js';
+import { roundHalfEven, toQdq } from '../onnx/qdq.js';
 import { qat, type Budget } from '../pipeline/steps.js';
 import { ptq } from '../ptq/calibrate.js';
 import { estimatorNames } from '../quant/fakequant.js';
@@ -177,6 +177,25 @@ registerMethod('qat', {
       progress: ctx.progress,
       log: ctx.log,
     });
-    return { graph };
+    return { graph: snapZeroPoints(graph) };
   },
 });
+
+/**
+ * Zero points as the forward uses them: rounded half to even and clamped to the grid (fakequant.ts
+ * effectiveZeroPoint). LSQ trains zero points as floats, so they drift off the integers the QDQ export requires;
+ * snapping changes no simulated output. (Symmetric grids should not train their zero point at all: reported upstream.)
+ */
+export function snapZeroPoints(src: Graph): Graph {
+  const g = cloneGraph(src);
+  for (const n of g.nodes) {
+    if (n.op !== 'FakeQuant' || n.domain !== QATKIT_DOMAIN) continue;
+    const z = g.initializers.get(n.inputs[2]);
+    const qmin = attrInt(n, 'qmin');
+    const qmax = attrInt(n, 'qmax');
+    if (!z || z.dtype !== 'float32' || qmin === undefined || qmax === undefined) continue;
+    const d = (z.data as Float32Array).map((v) => Math.min(qmax, Math.max(qmin, roundHalfEven(v))));
+    g.initializers.set(n.inputs[2], { ...z, data: d });
+  }
+  return g;
+}

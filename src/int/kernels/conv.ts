@@ -6,7 +6,8 @@ import type { IntKernel, KernelContext } from '../registry.js';
 import { quantizeMultipliers } from '../fixedpoint.js';
 import { checkDType, floatValues, intRange, newTensor, numArray, requireInput, scalar } from '../tensor.js';
 import { type IntArray, type Window, memo, requantFixed, requantFloat, to3d, windowGeometry } from './common.js';
-import { gemmBuffers, padK } from './gemm.js';
+import { gemmBuffers, padK, wasmRegions } from './gemm.js';
+import { wasmGemm } from './wasm_gemm.js';
 
 const Q8 = ['int8', 'uint8'] as const;
 
@@ -92,26 +93,124 @@ function im2row(xs: IntArray, xOff: number, xzp: number, s: ConvShape, rows: Int
       }
 }
 
+/** Geometry of the im2row-free path: a stride-1 1-D/2-D convolution as shifted GEMMs over a padded input. */
+interface ShiftPlan {
+  IH: number; IW: number; KH: number; KW: number; DH: number; DW: number; PH: number; PW: number;
+  Hp: number; Wp: number; OH: number; OW: number;
+  CP: number; OCp: number; Pp: number; Lp: number;
+}
+
+function shiftPlan(s: ConvShape): ShiftPlan | undefined {
+  const r = s.win.inSize.length;
+  if (r > 2 || s.win.strides.some((v) => v !== 1) || s.OCg < 4 || !wasmGemm()) return undefined;
+  const two = (v: number[], fill: number): [number, number] => (r === 2 ? [v[0], v[1]] : [fill, v[0]]);
+  const [IH, IW] = two(s.win.inSize, 1);
+  const [KH, KW] = two(s.win.kernel, 1);
+  const [DH, DW] = two(s.win.dilations, 1);
+  const [PH, PW] = two(s.win.padBegin, 0);
+  const [PHe, PWe] = two(s.win.padEnd, 0);
+  const [OH, OW] = two(s.win.outSize, 1);
+  const Hp = IH + PH + PHe;
+  const Wp = IW + PW + PWe;
+  // outputs are computed on the padded width (columns past OW are discarded), reads run (KW-1)*DW past the plane
+  return {
+    IH, IW, KH, KW, DH, DW, PH, PW, Hp, Wp, OH, OW,
+    CP: (s.Cg + 1) >> 1, OCp: (s.OCg + 3) & ~3, Pp: (OH * Wp + 7) & ~7, Lp: Hp * Wp + (KW - 1) * DW + 8,
+  };
+}
+
+/** Weights for the shifted path: [group][OCp][KH][KW][CP][2] int16, zero point subtracted, padding zero. */
+function packWeightsShift(w: TensorData, wzp: TensorData | undefined, s: ConvShape, pl: ShiftPlan, node: Node): Int16Array {
+  const ws = numArray(w, node, 'w');
+  const z = wzp ? numArray(wzp, node, 'w_zero_point') : undefined;
+  const T = pl.KH * pl.KW;
+  const out = new Int16Array(s.group * pl.OCp * T * pl.CP * 2);
+  for (let g = 0; g < s.group; g++)
+    for (let o = 0; o < s.OCg; o++) {
+      const oc = g * s.OCg + o;
+      const zp = z ? (z.length === 1 ? z[0] : z[oc]) : 0;
+      const row = (g * pl.OCp + o) * T * pl.CP * 2;
+      for (let c = 0; c < s.Cg; c++)
+        for (let t = 0; t < T; t++) out[row + (t * pl.CP + (c >> 1)) * 2 + (c & 1)] = ws[(oc * s.Cg + c) * T + t] - zp;
+    }
+  return out;
+}
+
 /**
- * The zero-point-shifted convolution, one (image, group) at a time: `emit(n, g, C, ldc)` receives the int32
- * accumulators of output channels g*OCg.. as rows of C (row stride ldc), bias included when given.
+ * The zero-point-shifted convolution, one (image, group) at a time: `emit(n, g, C, ldc, wp)` receives the int32
+ * accumulators of output channels g*OCg.. as rows of C (row stride ldc), output row oh of a channel starting
+ * at oh * wp, bias included when given.
  */
+type Emit = (n: number, g: number, C: Int32Array, ldc: number, wp: number) => void;
+
 function convEach(
-  s: ConvShape, xs: IntArray, xzp: number, wPacked: Int16Array, bias: Int32Array | undefined,
-  emit: (n: number, g: number, C: Int32Array, ldc: number) => void,
+  s: ConvShape, xs: IntArray, xzp: number, packed: { rows: Int16Array } | { shift: Int16Array; plan: ShiftPlan },
+  bias: Int32Array | undefined, emit: Emit,
 ): void {
   const { N, C, group, Cg, OCg, K, P } = s;
+  const plane = s.win.inSize.reduce((a, b) => a * b, 1);
+  if ('shift' in packed) {
+    const pl = packed.plan;
+    const T = pl.KH * pl.KW;
+    const wLen = pl.OCp * T * pl.CP * 2;
+    const reg = wasmRegions([wLen * 2, pl.CP * pl.Lp * 4, pl.OCp * pl.Pp * 4]);
+    const wasm = wasmGemm();
+    if (!reg || !wasm) throw new Error('wasm unavailable');
+    const [wOff, xOff, cOff] = reg.offsets;
+    const W = new Int16Array(reg.memory, wOff, wLen);
+    const X = new Int16Array(reg.memory, xOff, pl.CP * pl.Lp * 2);
+    const Cm = new Int32Array(reg.memory, cOff, pl.OCp * pl.Pp);
+    const { IH, IW, Wp, Lp, PH, PW } = pl;
+    for (let n = 0; n < N; n++)
+      for (let g = 0; g < group; g++) {
+        W.set(packed.shift.subarray(g * wLen, (g + 1) * wLen));
+        X.fill(0);
+        for (let c = 0; c < Cg; c++) {
+          const src = (n * C + g * Cg + c) * plane;
+          const dst0 = (c >> 1) * Lp;
+          const e = c & 1;
+          for (let h = 0; h < IH; h++) {
+            let d = (dst0 + (h + PH) * Wp + PW) * 2 + e;
+            const srow = src + h * IW;
+            for (let w = 0; w < IW; w++, d += 2) X[d] = xs[srow + w] - xzp;
+          }
+        }
+        for (let o = 0; o < OCg; o++) Cm.fill(bias ? bias[g * OCg + o] : 0, o * pl.Pp, (o + 1) * pl.Pp);
+        wasm.conv(pl.OCp, pl.Pp, pl.CP, pl.KH, pl.KW, pl.DH * Wp * 4, pl.DW * 4, Lp * 4, wOff, xOff, cOff, pl.Pp);
+        emit(n, g, Cm, pl.Pp, Wp);
+      }
+    return;
+  }
   const buf = gemmBuffers(OCg, P, K);
   const { Kp, ldc } = buf;
-  const plane = s.win.inSize.reduce((a, b) => a * b, 1);
+  const wp = s.win.outSize[s.win.outSize.length - 1];
   for (let n = 0; n < N; n++)
     for (let g = 0; g < group; g++) {
-      buf.A.set(wPacked.subarray(g * OCg * Kp, (g + 1) * OCg * Kp));
+      buf.A.set(packed.rows.subarray(g * OCg * Kp, (g + 1) * OCg * Kp));
       im2row(xs, (n * C + g * Cg) * plane, xzp, s, buf.B, Kp);
       for (let oc = 0; oc < OCg; oc++) buf.C.fill(bias ? bias[g * OCg + oc] : 0, oc * ldc, oc * ldc + P);
       buf.run();
-      emit(n, g, buf.C, ldc);
+      emit(n, g, buf.C, ldc, wp);
     }
+}
+
+/** Packed weights for whichever path the shape takes, cached across runs when w and its zero point are constant. */
+function packFor(ctx: KernelContext, s: ConvShape, w: TensorData, wzp: TensorData | undefined, deps: number[]) {
+  const plan = shiftPlan(s);
+  if (plan) return { shift: memo(ctx, 'wshift', deps, () => packWeightsShift(w, wzp, s, plan, ctx.node)), plan };
+  return { rows: memo(ctx, 'w', deps, () => packWeights(w, wzp, ctx.node)) };
+}
+
+/** Hands each output row (a channel's oh-th row of OW values) of an emitted block to `row(src, dst, n)`. */
+function forRows(s: ConvShape, n: number, g: number, ldc: number, wp: number, row: (oc: number, src: number, dst: number, len: number) => void): void {
+  const OW = s.win.outSize[s.win.outSize.length - 1];
+  const rows = s.P / OW;
+  for (let o = 0; o < s.OCg; o++) {
+    const oc = g * s.OCg + o;
+    const off = (n * s.OC + oc) * s.P;
+    if (wp === OW) row(oc, o * ldc, off, s.P);
+    else for (let r = 0; r < rows; r++) row(oc, o * ldc + r * wp, off + r * OW, OW);
+  }
 }
 
 function convInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
@@ -122,12 +221,9 @@ function convInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   checkDType(w, Q8, node, 'w');
   const s = convShape(node, x, w);
   const xzp = inputs[2] ? scalar(inputs[2], node, 'x_zero_point') : 0;
-  const wPacked = memo(ctx, 'w', [1, 3], () => packWeights(w, inputs[3], node));
   const out = new Int32Array(s.N * s.OC * s.P);
-  const { OC, OCg, P } = s;
-  convEach(s, numArray(x, node, 'x') as IntArray, xzp, wPacked, undefined, (n, g, C, ldc) => {
-    for (let oc = 0; oc < OCg; oc++) out.set(C.subarray(oc * ldc, oc * ldc + P), (n * OC + g * OCg + oc) * P);
-  });
+  convEach(s, numArray(x, node, 'x') as IntArray, xzp, packFor(ctx, s, w, inputs[3], [1, 3]), undefined, (n, g, C, ldc, wp) =>
+    forRows(s, n, g, ldc, wp, (_oc, src, dst, len) => out.set(C.subarray(src, src + len), dst)));
   return { dtype: 'int32', dims: s.outDims, data: out };
 }
 
@@ -147,7 +243,6 @@ function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   const yzp = yzpT ? scalar(yzpT, node, 'y_zero_point') : 0;
   const dtype = yzpT ? yzpT.dtype : x.dtype;
   const { qmin, qmax } = intRange(dtype, node);
-  const wPacked = memo(ctx, 'w', [3, 5], () => packWeights(w, inputs[5], node));
   const params = memo(ctx, 'scales', [1, 4, 6], (): QConvParams => {
     const ws = floatValues(requireInput(inputs, 4, node, 'w_scale'), node, 'w_scale');
     if (ws.length !== 1 && ws.length !== s.OC)
@@ -167,16 +262,13 @@ function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   }
   const out = newTensor(dtype, s.outDims);
   const y = out.data as IntArray;
-  const { OC, OCg, P } = s;
   const fixed = params.fixed;
-  convEach(s, numArray(x, node, 'x') as IntArray, xzp, wPacked, bias, (n, g, C, ldc) => {
-    for (let o = 0; o < OCg; o++) {
-      const oc = g * OCg + o;
-      const off = (n * OC + oc) * P;
-      if (fixed) requantFixed(C, o * ldc, P, fixed.multiplier[oc], fixed.shift[oc], yzp, qmin, qmax, y, off);
-      else requantFloat(C, o * ldc, P, params.mult[oc], yzp, qmin, qmax, y, off);
-    }
-  });
+  const mult = params.mult;
+  convEach(s, numArray(x, node, 'x') as IntArray, xzp, packFor(ctx, s, w, inputs[5], [3, 5]), bias, (n, g, C, ldc, wp) =>
+    forRows(s, n, g, ldc, wp, (oc, src, dst, len) => {
+      if (fixed) requantFixed(C, src, len, fixed.multiplier[oc], fixed.shift[oc], yzp, qmin, qmax, y, dst);
+      else requantFloat(C, src, len, mult[oc], yzp, qmin, qmax, y, dst);
+    }));
   return out;
 }
 

@@ -91,6 +91,21 @@ export interface GemmBuffers {
 
 export const padK = (K: number): number => (K + 7) & ~7;
 
+/** Grow the wasm memory to hold regions of these byte sizes (each rounded to 16) and return their offsets. */
+export function wasmRegions(sizes: number[]): { memory: ArrayBuffer; offsets: number[] } | undefined {
+  const w = wasmGemm();
+  if (!w) return undefined;
+  const offsets: number[] = [];
+  let end = 0;
+  for (const s of sizes) {
+    offsets.push(end);
+    end += (s + 15) & ~15;
+  }
+  const have = w.memory.buffer.byteLength;
+  if (end > have) w.memory.grow(Math.ceil((end - have) / 65536));
+  return { memory: w.memory.buffer, offsets };
+}
+
 let jsBuffers: { A: Int16Array; B: Int16Array; C: Int32Array } | undefined;
 
 export function gemmBuffers(M: number, N: number, K: number): GemmBuffers {

@@ -44,7 +44,10 @@ const shl = [0x74];
 const geU = [0x4f];
 const simd = (op: number, ...imm: number[]) => [0xfd, ...uleb(op), ...imm];
 const load = simd(0x00, 0, 0); // v128.load, align hint 1, offset 0
+const loadAt = (offset: number) => simd(0x00, 0, ...uleb(offset));
 const store = simd(0x0b, 0, 0);
+const storeAt = (offset: number) => simd(0x0b, 0, ...uleb(offset));
+const load32Splat = simd(0x09, 0, 0);
 const v128zero = simd(0x0c, ...new Array(16).fill(0));
 const shuffle = (lanes: number[]) => simd(0x0d, ...lanes);
 const i32x4add = simd(0xae);
@@ -132,20 +135,115 @@ function gemmBody(): number[] {
   return vec([...locals, ...code]);
 }
 
-/** The module: memory 'm' (exported, grown by the caller) and gemm(M, N, K/8, a, b, c, ldc). */
+/**
+ * conv(OCp, Pp, CP, KH, KW, rowStep, colStep, plane, w, x, c, ldc): a stride-1 convolution as shifted GEMMs,
+ * with no im2row. x holds the zero-point-shifted, zero-padded input with channels interleaved in pairs,
+ * x[cp][q][e] = input channel 2cp+e at padded position q (int16 pairs, `plane` bytes per channel pair);
+ * w holds w[oc][kh][kw][cp] as int16 pairs. For output position p (on the padded width grid),
+ *   C[oc, p] += sum_{kh, kw, cp} dot(w[oc][kh][kw][cp], x[cp][p + kh*rowStep/4 + kw*colStep/4])
+ * in blocks of 4 output channels x 8 positions. Steps are in bytes; OCp % 4 == 0, Pp % 8 == 0.
+ */
+function convBody(): number[] {
+  const [OCP, PP, CPN, KHN, KWN, ROWSTEP, COLSTEP, PLANE, Wp, Xp, Cp, LDCc] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const [OC, P, W0, W1, W2, W3, WO, KH, KW, XB, CI, CPTR, ROWB] = [12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24];
+  const AC = [25, 26, 27, 28, 29, 30, 31, 32]; // AC[r * 2 + h]
+  const AV = [33, 34, 35, 36];
+  const [VB0, VB1] = [37, 38];
+  const W = [W0, W1, W2, W3];
+  const macs = [0, 1, 2, 3].flatMap((r) => [
+    ...get(AC[r * 2]), ...get(AV[r]), ...get(VB0), ...dot, ...i32x4add, ...set(AC[r * 2]),
+    ...get(AC[r * 2 + 1]), ...get(AV[r]), ...get(VB1), ...dot, ...i32x4add, ...set(AC[r * 2 + 1]),
+  ]);
+  const ciLoop = [
+    ...block, ...loop,
+    ...get(CI), ...get(CPN), ...geU, ...brIf(1),
+    ...[0, 1, 2, 3].flatMap((r) => [...get(W[r]), ...get(WO), ...add, ...load32Splat, ...set(AV[r])]),
+    ...get(XB), ...load, ...set(VB0),
+    ...get(XB), ...loadAt(16), ...set(VB1),
+    ...macs,
+    ...get(WO), ...i32c(4), ...add, ...set(WO),
+    ...get(XB), ...get(PLANE), ...add, ...set(XB),
+    ...get(CI), ...i32c(1), ...add, ...set(CI),
+    ...br(0), ...end, ...end,
+  ];
+  const kwLoop = [
+    ...block, ...loop,
+    ...get(KW), ...get(KWN), ...geU, ...brIf(1),
+    // xb = x + p*4 + kh*rowStep + kw*colStep
+    ...get(Xp), ...get(P), ...i32c(2), ...shl, ...add,
+    ...get(KH), ...get(ROWSTEP), ...mul, ...add,
+    ...get(KW), ...get(COLSTEP), ...mul, ...add, ...set(XB),
+    ...i32c(0), ...set(CI),
+    ...ciLoop,
+    ...get(KW), ...i32c(1), ...add, ...set(KW),
+    ...br(0), ...end, ...end,
+  ];
+  const khLoop = [
+    ...block, ...loop,
+    ...get(KH), ...get(KHN), ...geU, ...brIf(1),
+    ...i32c(0), ...set(KW),
+    ...kwLoop,
+    ...get(KH), ...i32c(1), ...add, ...set(KH),
+    ...br(0), ...end, ...end,
+  ];
+  const storeRow = (r: number) => [
+    ...get(CPTR), ...get(CPTR), ...load, ...get(AC[r * 2]), ...i32x4add, ...store,
+    ...get(CPTR), ...get(CPTR), ...loadAt(16), ...get(AC[r * 2 + 1]), ...i32x4add, ...storeAt(16),
+    ...get(CPTR), ...get(LDCc), ...i32c(2), ...shl, ...add, ...set(CPTR),
+  ];
+  const pLoop = [
+    ...block, ...loop,
+    ...get(P), ...get(PP), ...geU, ...brIf(1),
+    ...AC.flatMap((a) => [...v128zero, ...set(a)]),
+    ...i32c(0), ...set(WO),
+    ...i32c(0), ...set(KH),
+    ...khLoop,
+    ...get(Cp), ...get(OC), ...get(LDCc), ...mul, ...get(P), ...add, ...i32c(2), ...shl, ...add, ...set(CPTR),
+    ...storeRow(0), ...storeRow(1), ...storeRow(2), ...storeRow(3),
+    ...get(P), ...i32c(8), ...add, ...set(P),
+    ...br(0), ...end, ...end,
+  ];
+  const ocLoop = [
+    ...block, ...loop,
+    ...get(OC), ...get(OCP), ...geU, ...brIf(1),
+    ...get(Wp), ...get(OC), ...get(ROWB), ...mul, ...add, ...set(W0),
+    ...get(W0), ...get(ROWB), ...add, ...set(W1),
+    ...get(W1), ...get(ROWB), ...add, ...set(W2),
+    ...get(W2), ...get(ROWB), ...add, ...set(W3),
+    ...i32c(0), ...set(P),
+    ...pLoop,
+    ...get(OC), ...i32c(4), ...add, ...set(OC),
+    ...br(0), ...end, ...end,
+  ];
+  const locals = [2, ...uleb(13), I32, ...uleb(14), V128]; // 13 i32 (12..24), 14 v128 (25..38)
+  const code = [
+    // bytes per weight row: KH * KW * CP pairs of int16
+    ...get(KHN), ...get(KWN), ...mul, ...get(CPN), ...mul, ...i32c(2), ...shl, ...set(ROWB),
+    ...i32c(0), ...set(OC),
+    ...ocLoop,
+    ...end,
+  ];
+  return vec([...locals, ...code]);
+}
+
+/** The module: memory 'm' (exported, grown by the caller), gemm(M, N, K/8, a, b, c, ldc) and conv(...). */
 export function gemmModuleBytes(): Uint8Array<ArrayBuffer> {
-  const types = section(1, [1, 0x60, 7, ...new Array(7).fill(I32), 0]); // one type: 7 x i32 -> ()
-  const funcs = section(3, [1, 0]);
+  const types = section(1, [2, 0x60, 7, ...new Array(7).fill(I32), 0, 0x60, 12, ...new Array(12).fill(I32), 0]);
+  const funcs = section(3, [2, 0, 1]);
   const memory = section(5, [1, 0x00, 1]); // min 1 page, no max
   const name = (s: string) => vec([...s].map((c) => c.charCodeAt(0)));
-  const exports = section(7, [2, ...name('m'), 0x02, 0, ...name('gemm'), 0x00, 0]);
-  const code = section(10, [1, ...gemmBody()]);
+  const exports = section(7, [3, ...name('m'), 0x02, 0, ...name('gemm'), 0x00, 0, ...name('conv'), 0x00, 1]);
+  const code = section(10, [2, ...gemmBody(), ...convBody()]);
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...funcs, ...memory, ...exports, ...code]);
 }
 
 export interface WasmGemm {
   memory: WebAssembly.Memory;
   gemm: (M: number, N: number, K8: number, a: number, b: number, c: number, ldc: number) => void;
+  conv: (
+    OCp: number, Pp: number, CP: number, KH: number, KW: number, rowStep: number, colStep: number, plane: number,
+    w: number, x: number, c: number, ldc: number,
+  ) => void;
 }
 
 let instance: WasmGemm | null | undefined;
@@ -160,8 +258,8 @@ export function wasmGemm(): WasmGemm | null {
     const bytes = gemmModuleBytes();
     if (!WebAssembly.validate(bytes)) return instance;
     const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes));
-    const ex = inst.exports as unknown as { m: WebAssembly.Memory; gemm: WasmGemm['gemm'] };
-    instance = { memory: ex.m, gemm: ex.gemm };
+    const ex = inst.exports as unknown as { m: WebAssembly.Memory; gemm: WasmGemm['gemm']; conv: WasmGemm['conv'] };
+    instance = { memory: ex.m, gemm: ex.gemm, conv: ex.conv };
   } catch {
     instance = null;
   }
