@@ -1,7 +1,11 @@
 """PyTorch side of bench/speed.ts: times the same kernels on the same machine.
 
 Usage: /usr/bin/python3 bench/speed_peer.py [--reps N] [--threads T] [case ...]
-Prints one JSON object {case: median_ms}. Cases mirror bench/speed.ts rows.
+  prints one JSON object {case: median_ms}.
+       /usr/bin/python3 bench/speed_peer.py --serve [--threads T]
+  reads lines "case reps" on stdin and answers each with a JSON line {"case", "ms"}
+  (ms null for an unknown case), so speed.ts can alternate ours/peer row by row.
+Cases mirror bench/speed.ts rows; conv cases come in NCHW (default) and channels_last ("_cl").
 """
 import json
 import sys
@@ -37,8 +41,88 @@ def conv_bwd(x, w, dy, mask):
     return torch.ops.aten.convolution_backward(dy, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
 
 
+# ---- model rows: must mirror src/zoo/models.ts (lenet5, resnet8) and bench/speed_models.ts
+
+def lenet5():
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2, bias=False), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+class Block(torch.nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        nn = torch.nn
+        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.short = None
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout))
+        self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()
+        self.add = torch.nn.quantized.FloatFunctional()
+
+    def forward(self, x):
+        y = self.b2(self.c2(self.relu1(self.b1(self.c1(x)))))
+        return self.relu2(self.add.add(y, x if self.short is None else self.short(x)))
+
+
+def resnet8(width=16):
+    nn = torch.nn
+    layers = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+    cin = width
+    for stage in range(3):
+        cout = width << stage
+        layers.append(Block(cin, cout, 2 if stage > 0 else 1))
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10)]
+    return nn.Sequential(*layers)
+
+
+def qat_w4a8(model, example):
+    """PyTorch eager QAT: per-channel symmetric 4-bit weights, 8-bit activations, observers then frozen."""
+    q = torch.ao.quantization
+    qconfig = q.QConfig(
+        activation=q.FakeQuantize.with_args(observer=q.MovingAverageMinMaxObserver, quant_min=0, quant_max=255),
+        weight=q.FakeQuantize.with_args(observer=q.MovingAveragePerChannelMinMaxObserver, quant_min=-8, quant_max=7,
+                                        dtype=torch.qint8, qscheme=torch.per_channel_symmetric))
+    model = torch.nn.Sequential(q.QuantStub(), model)
+    model.qconfig = qconfig
+    model.train()
+    q.prepare_qat(model, inplace=True)
+    with torch.no_grad():
+        model(example)
+    model.apply(q.disable_observer)
+    return model
+
+
+def train_step_case(build, shape, batch, qat):
+    model = build()
+    x = torch.randn(batch, *shape)
+    y = torch.arange(batch) % 10
+    if qat:
+        model = qat_w4a8(model, x)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        with torch.enable_grad():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss.item()
+    return step
+
+
 def make_cases():
     cases = {}
+    cases['lenet5_train_float'] = train_step_case(lenet5, (1, 28, 28), 64, False)
+    cases['lenet5_train_w4a8'] = train_step_case(lenet5, (1, 28, 28), 64, True)
+    cases['resnet8_train_float'] = train_step_case(resnet8, (3, 32, 32), 32, False)
+    cases['resnet8_train_w4a8'] = train_step_case(resnet8, (3, 32, 32), 32, True)
     for n in (512, 1024):
         a, b = torch.randn(n, n), torch.randn(n, n)
         cases[f'matmul_{n}'] = (lambda a=a, b=b: torch.mm(a, b))
@@ -60,8 +144,34 @@ def make_cases():
     return cases
 
 
+def timed(cases, name, reps):
+    fn = cases.get(name)
+    if fn is None:
+        return None
+    if name.startswith('fakequant_fwdbwd'):
+        with torch.enable_grad():
+            return median_ms(fn, reps)
+    return median_ms(fn, reps)
+
+
+def serve(threads):
+    torch.set_num_threads(threads)
+    cases = make_cases()
+    with torch.no_grad():
+        for line in sys.stdin:
+            parts = line.split()
+            if not parts:
+                continue
+            name, reps = parts[0], int(parts[1]) if len(parts) > 1 else 10
+            print(json.dumps({'case': name, 'ms': timed(cases, name, reps)}), flush=True)
+
+
 def main():
     args = sys.argv[1:]
+    if '--serve' in args:
+        t = args.index('--threads') if '--threads' in args else -1
+        serve(int(args[t + 1]) if t >= 0 else 2)
+        return
     reps, threads, names = 10, 2, []
     i = 0
     while i < len(args):
@@ -76,14 +186,8 @@ def main():
     out = {}
     with torch.no_grad():
         for name in (names or list(cases)):
-            if name not in cases:
-                continue
-            fn = cases[name]
-            if name.startswith('fakequant_fwdbwd'):
-                with torch.enable_grad():
-                    out[name] = median_ms(fn, reps)
-            else:
-                out[name] = median_ms(fn, reps)
+            if name in cases:
+                out[name] = timed(cases, name, reps)
     print(json.dumps(out))
 
 

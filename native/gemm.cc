@@ -246,64 +246,71 @@ void gemm(int64_t M, int64_t N, int64_t K, const ASource& a, const BSource& b, f
   const bool small = (double)M * N * K < 64.0 * 64 * 64;
   const int Tuse = small ? 1 : T;
 
-  // Column block: B[K, nc] packed must stay cache-friendly; k chunks bound the C re-reads.
+  // BLIS-style blocking: for each column block and k chunk, pack B[kc, nc] (shared, in L2/L3),
+  // then threads take groups of MR-row tiles; A rows are read in place.
   const int64_t NC = std::min<int64_t>(cdiv(N, NR) * NR, 512);
-  const int64_t KC = K <= 640 ? K : cdiv(K, cdiv(K, 512));
-  std::vector<float> bpack((size_t)(cdiv(NC, NR) * NR) * K);
+  // Narrow B (conv filters, dy of a filter gradient): longer k chunks, fewer synchronizations.
+  const int64_t kcMax = N <= 128 ? 1024 : 512;
+  const int64_t KC = K <= kcMax + kcMax / 4 ? K : cdiv(K, cdiv(K, kcMax));
+  std::vector<float> bpack((size_t)cdiv(NC, NR) * NR * KC);
 
   const int64_t mtiles = cdiv(M, MR);
-  // Row-tile groups: enough for load balance, each small enough for A rows to stay in L2.
-  int64_t group = std::max<int64_t>(1, std::min<int64_t>(cdiv(mtiles, Tuse * 4), std::max<int64_t>(1, 192 / MR)));
-  if (Tuse == 1) group = std::max<int64_t>(1, 192 / MR);
+  // Row-tile groups: enough for load balance, each small enough for its A rows to stay in L2.
+  int64_t group = std::max<int64_t>(1, 192 / MR);
+  if (Tuse > 1) group = std::max<int64_t>(1, std::min<int64_t>(group, cdiv(mtiles, Tuse * 4)));
   const int64_t ngroups = cdiv(mtiles, group);
 
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);
     const int64_t npanels = cdiv(nc, NR);
-    auto packPanel = [&](int64_t p) {
-      int64_t j0 = jc + p * NR;
-      int nr = (int)std::min<int64_t>(NR, N - j0);
-      b.pack(0, K, j0, nr, NR, bpack.data() + p * K * NR);
-    };
-    if (Tuse > 1 && npanels > 1) pool.parallel_for(npanels, packPanel);
-    else for (int64_t p = 0; p < npanels; p++) packPanel(p);
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = std::min(KC, K - k0);
+      auto packPanel = [&](int64_t p) {
+        int64_t j0 = jc + p * NR;
+        int nr = (int)std::min<int64_t>(NR, N - j0);
+        b.pack(k0, kc, j0, nr, NR, bpack.data() + p * kc * NR);
+      };
+      if (Tuse > 1 && npanels > 1) pool.parallel_for(npanels, packPanel);
+      else for (int64_t p = 0; p < npanels; p++) packPanel(p);
 
-    auto runGroup = [&](int64_t g) {
-      std::vector<const float*> ptrs;
-      std::vector<int64_t> plen;
-      const int64_t t0 = g * group, t1 = std::min(mtiles, t0 + group);
-      for (int64_t k0 = 0; k0 < K; k0 += KC) {
-        const int64_t kc = std::min(KC, K - k0);
-        // Split the chunk into runs where one pointer per row suffices.
-        plen.clear();
-        std::vector<int64_t> pk;
-        for (int64_t k = k0; k < k0 + kc;) {
-          int64_t r = std::min(a.run(k), k0 + kc - k);
-          pk.push_back(k);
-          plen.push_back(r);
-          k += r;
-        }
-        const int64_t np = (int64_t)plen.size();
-        ptrs.resize(np * MR);
-        const bool acc = accumulate || k0 > 0;
+      // Split the chunk into runs where one pointer per row suffices.
+      std::vector<int64_t> pk, plen;
+      for (int64_t k = k0; k < k0 + kc;) {
+        int64_t r = std::min(a.run(k), k0 + kc - k);
+        pk.push_back(k);
+        plen.push_back(r);
+        k += r;
+      }
+      const int64_t np = (int64_t)plen.size();
+      const bool acc = accumulate || k0 > 0;
+      auto runGroup = [&](int64_t g) {
+        const int64_t t0 = g * group, t1 = std::min(mtiles, t0 + group);
+        // Row pointers for the whole group, then BLIS order: each B panel (kc x NR) stays in L1
+        // while the group's row tiles stream past it.
+        std::vector<const float*> all((t1 - t0) * np * MR);
         for (int64_t t = t0; t < t1; t++) {
           const int64_t i0 = t * MR;
           const int mr = (int)std::min<int64_t>(MR, M - i0);
+          const float** pp = all.data() + (t - t0) * np * MR;
           for (int64_t p = 0; p < np; p++) {
-            a.rows(i0, mr, pk[p], ptrs.data() + p * MR);
-            for (int r = mr; r < MR; r++) ptrs[p * MR + r] = ptrs[p * MR];
+            a.rows(i0, mr, pk[p], pp + p * MR);
+            for (int r = mr; r < MR; r++) pp[p * MR + r] = pp[p * MR];
           }
-          for (int64_t pnl = 0; pnl < npanels; pnl++) {
-            const int64_t j0 = jc + pnl * NR;
-            const int nr = (int)std::min<int64_t>(NR, N - j0);
-            kr.fn(np, plen.data(), ptrs.data(), a.astride, bpack.data() + pnl * K * NR + k0 * NR,
+        }
+        for (int64_t pnl = 0; pnl < npanels; pnl++) {
+          const int64_t j0 = jc + pnl * NR;
+          const int nr = (int)std::min<int64_t>(NR, N - j0);
+          for (int64_t t = t0; t < t1; t++) {
+            const int64_t i0 = t * MR;
+            const int mr = (int)std::min<int64_t>(MR, M - i0);
+            kr.fn(np, plen.data(), all.data() + (t - t0) * np * MR, a.astride, bpack.data() + pnl * kc * NR,
                   C + i0 * ldc + j0, ldc, acc, mr, nr);
           }
         }
-      }
-    };
-    if (Tuse > 1 && ngroups > 1) pool.parallel_for(ngroups, runGroup);
-    else for (int64_t g = 0; g < ngroups; g++) runGroup(g);
+      };
+      if (Tuse > 1 && ngroups > 1) pool.parallel_for(ngroups, runGroup);
+      else for (int64_t g = 0; g < ngroups; g++) runGroup(g);
+    }
   }
 }
 

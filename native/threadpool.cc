@@ -5,6 +5,12 @@
 
 namespace qk {
 
+static inline void cpu_relax() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
+
 ThreadPool& ThreadPool::get() {
   static ThreadPool pool;
   return pool;
@@ -21,10 +27,10 @@ ThreadPool::~ThreadPool() { stop(); }
 void ThreadPool::start(int n) {
   nthreads_ = n;
   quit_ = false;
-  // Each worker starts from the generation current now, not when it first runs: a job
-  // posted before the thread is scheduled must still be seen as new.
+  // Workers start from the generation current now, not when they first run: a job posted
+  // before a thread is scheduled must still count as new for it.
   const uint64_t g = gen_.load();
-  for (int i = 1; i < n; i++) workers_.emplace_back(&ThreadPool::worker, this, i, g);
+  for (int i = 1; i < n; i++) workers_.emplace_back(&ThreadPool::worker, this, g);
 }
 
 void ThreadPool::stop() {
@@ -45,97 +51,71 @@ void ThreadPool::resize(int n) {
   start(n);
 }
 
-void ThreadPool::worker(int id, uint64_t seen) {
+void ThreadPool::work(Job& job) {
   for (;;) {
-    // Spin a little (kernels come in bursts), then sleep.
-    int spins = 0;
-    while (gen_.load(std::memory_order_acquire) == seen && spins < 20000) {
-#if defined(__x86_64__)
-      __builtin_ia32_pause();
-#endif
-      spins++;
-    }
-    if (gen_.load(std::memory_order_acquire) == seen) {
+    const int64_t i = job.next.fetch_add(1, std::memory_order_relaxed);
+    if (i >= job.n) return;
+    (*job.fn)(i);
+    job.done.fetch_add(1, std::memory_order_release);
+  }
+}
+
+void ThreadPool::worker(uint64_t seen) {
+  for (;;) {
+    for (int spins = 0; gen_.load(std::memory_order_acquire) == seen && spins < 20000; spins++) cpu_relax();
+    std::shared_ptr<Job> job;
+    {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] { return gen_.load() != seen; });
+      seen = gen_.load();
+      if (quit_) return;
+      job = job_;  // keeps the job alive even if this worker is late and the caller has moved on
     }
-    seen = gen_.load();
-    if (quit_) return;
-    if (per_thread_) {
-      (*tfn_)(id);
-    } else {
-      for (;;) {
-        int64_t i = next_.fetch_add(1);
-        if (i >= n_) break;
-        (*fn_)(i);
-      }
-    }
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (job) work(*job);
   }
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t)>& fn) {
   if (n <= 0) return;
   if (nthreads_ == 1 || n == 1 || busy_.exchange(true)) {
-    for (int64_t i = 0; i < n; i++) fn(i);  // nested or trivial: run inline
+    for (int64_t i = 0; i < n; i++) fn(i);  // trivial, or nested inside a task: run inline
     return;
   }
-  fn_ = &fn;
-  per_thread_ = false;
-  n_ = n;
-  next_ = 0;
-  pending_ = nthreads_ - 1;
+  auto job = std::make_shared<Job>();
+  job->n = n;
+  job->fn = &fn;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    job_ = job;
     gen_.fetch_add(1, std::memory_order_release);
   }
   cv_.notify_all();
-  for (;;) {
-    int64_t i = next_.fetch_add(1);
-    if (i >= n_) break;
-    fn(i);
+  work(*job);
+  for (int spins = 0; job->done.load(std::memory_order_acquire) != n; spins++) {
+    if (spins < 4000) cpu_relax();
+    else std::this_thread::yield();
   }
-  while (pending_.load(std::memory_order_acquire) != 0) {
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#endif
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (job_ == job) job_.reset();
   }
   busy_ = false;
 }
 
 void ThreadPool::run_per_thread(const std::function<void(int)>& fn) {
-  if (nthreads_ == 1 || busy_.exchange(true)) {
-    for (int t = 0; t < nthreads_; t++) fn(t);
-    return;
-  }
-  tfn_ = &fn;
-  per_thread_ = true;
-  pending_ = nthreads_ - 1;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    gen_.fetch_add(1, std::memory_order_release);
-  }
-  cv_.notify_all();
-  fn(0);
-  while (pending_.load(std::memory_order_acquire) != 0) {
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#endif
-  }
-  busy_ = false;
+  parallel_for(nthreads_, [&](int64_t t) { fn((int)t); });
 }
 
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   ThreadPool& p = ThreadPool::get();
-  int64_t maxChunks = (n + grain - 1) / std::max<int64_t>(1, grain);
-  int64_t chunks = std::min<int64_t>(maxChunks, p.size());
+  const int64_t chunks = std::min<int64_t>((n + std::max<int64_t>(1, grain) - 1) / std::max<int64_t>(1, grain), p.size());
   if (chunks <= 1) {
     fn(0, n);
     return;
   }
   p.parallel_for(chunks, [&](int64_t c) {
-    int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
+    const int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
     if (b < e) fn(b, e);
   });
 }

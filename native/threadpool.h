@@ -1,11 +1,14 @@
-// A small persistent thread pool: parallel_for(n, fn) runs fn(i) for i in [0, n) on all
-// workers plus the calling thread. Workers spin briefly before sleeping so that the
-// back-to-back kernels of a training step do not pay a futex wake-up each.
+// A small persistent thread pool: parallel_for(n, fn) runs fn(i) for i in [0, n) on the
+// workers and the calling thread, tasks handed out through an atomic counter. The caller
+// waits for the tasks, not for the workers, so a worker descheduled by a busy machine
+// does not stall a kernel (the caller just runs its share). Workers spin briefly before
+// sleeping: a training step's kernels come back to back.
 #pragma once
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -17,34 +20,34 @@ class ThreadPool {
   static ThreadPool& get();
   int size() const { return nthreads_; }
   void resize(int n);
-  // Runs fn(i) for i in [0, n). Tasks are handed out dynamically (atomic counter).
   void parallel_for(int64_t n, const std::function<void(int64_t)>& fn);
-  // Runs fn(t) once per thread t in [0, size()).
+  // fn(t) for t in [0, size()): one task per thread's worth of work (any thread may run it).
   void run_per_thread(const std::function<void(int)>& fn);
   ~ThreadPool();
 
  private:
+  struct Job {
+    std::atomic<int64_t> next{0}, done{0};
+    int64_t n = 0;
+    const std::function<void(int64_t)>* fn = nullptr;
+  };
   ThreadPool();
   void start(int n);
   void stop();
-  void worker(int id, uint64_t seen);
+  void worker(uint64_t seen);
+  static void work(Job& job);
 
   int nthreads_ = 1;
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<uint64_t> gen_{0};
-  std::atomic<int> pending_{0};
-  std::atomic<int64_t> next_{0};
-  int64_t n_ = 0;
-  bool per_thread_ = false;
-  const std::function<void(int64_t)>* fn_ = nullptr;
-  const std::function<void(int)>* tfn_ = nullptr;
-  std::atomic<bool> quit_{false};
+  std::shared_ptr<Job> job_;
+  bool quit_ = false;
   std::atomic<bool> busy_{false};
 };
 
-// Convenience: split [0, n) into about `chunks` contiguous ranges, fn(begin, end).
+// Splits [0, n) into at most size() contiguous ranges of at least `grain`: fn(begin, end).
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace qk

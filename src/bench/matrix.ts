@@ -66,6 +66,8 @@ export const CELL_FORMAT = 1;
 
 const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
+const shown = (v: unknown) => (v === undefined ? 'nothing (the field is required)' : JSON.stringify(v));
+
 const fail = (file: string, field: string, msg: string): never => {
   throw new MatrixError(`${file}: ${field}: ${msg}`);
 };
@@ -75,12 +77,12 @@ function checkKeys(o: Record<string, unknown>, allowed: string[], file: string, 
 }
 
 export function posInt(v: unknown, file: string, field: string, min = 1): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(file, field, `must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(file, field, `must be an integer >= ${min}, got ${shown(v)}`);
   return v as number;
 }
 
 export function num(v: unknown, file: string, field: string, ok: (x: number) => boolean, what: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) fail(file, field, `must be ${what}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) fail(file, field, `must be ${what}, got ${shown(v)}`);
   return v as number;
 }
 
@@ -88,7 +90,7 @@ const OPTIMIZERS = ['sgd', 'adam', 'adamw'];
 
 /** A training budget: epochs, batch size, learning rate, and optional optimizer settings. Seeds come from the matrix. */
 export function validateBudget(x: unknown, file: string, field: string): Budget {
-  if (!isObj(x)) return fail(file, field, `must be an object like {"epochs": 5, "batchSize": 64, "lr": 0.01}, got ${JSON.stringify(x)}`);
+  if (!isObj(x)) return fail(file, field, `must be an object like {"epochs": 5, "batchSize": 64, "lr": 0.01}, got ${shown(x)}`);
   checkKeys(x, ['epochs', 'batchSize', 'lr', 'optimizer', 'momentum', 'weightDecay', 'warmupSteps'], file, field);
   const b: Budget = {
     epochs: posInt(x.epochs, file, `${field}.epochs`),

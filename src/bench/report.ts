@@ -282,7 +282,8 @@ function mdToHtml(md: string): string {
       i--;
       const [head, , ...body] = rows;
       html.push('<table><thead><tr>' + head.map((c) => `<th>${inline(c)}</th>`).join('') + '</tr></thead><tbody>');
-      for (const r of body) html.push('<tr>' + r.map((c) => `<td>${inline(c)}</td>`).join('') + '</tr>');
+      const num = (c: string) => (/^[-\d.,±% ]*\d[-\d.,±% ]*$/.test(c) ? ' class="num"' : '');
+      for (const r of body) html.push('<tr>' + r.map((c) => `<td${num(c)}>${inline(c)}</td>`).join('') + '</tr>');
       html.push('</tbody></table>');
     } else if (l.startsWith('# ')) html.push(`<h1>${inline(l.slice(2))}</h1>`);
     else if (l.startsWith('## ')) html.push(`<h2 id="${slug(l.slice(3))}">${inline(l.slice(3))}</h2>`);
@@ -345,8 +346,8 @@ export function htmlReport(p: ParsedResults, file: string): string {
 <style>
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child, td:nth-child(2) { text-align: left; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; }
 .chart { border: 1px solid #eee; padding: 0.5em; }
 code { background: #f4f4f4; padding: 0 0.2em; }

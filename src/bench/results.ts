@@ -7,7 +7,7 @@
 // If a rerun's matrix hashes differently, we refuse to append (old and new results would mix in one report) and
 // ask for a new --results file. Environment changes (package version, git commit) do not count: every record
 // carries its own.
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { QatError } from '../util/errors.js';
 import { writeFileAtomicSync } from '../util/fs.js';
@@ -134,13 +134,23 @@ export class ResultsFile {
   readonly done: Set<string>;
   private fd: number | null;
 
-  private constructor(readonly path: string, fd: number, done: Set<string>) {
+  private constructor(readonly path: string, fd: number, done: Set<string>, private readonly lock: string) {
     this.fd = fd;
     this.done = done;
   }
 
   static open(path: string, header: ResultsHeader, log: (line: string) => void = () => {}): ResultsFile {
     mkdirSync(dirname(path), { recursive: true });
+    const lock = takeLock(path, log);
+    try {
+      return ResultsFile.openLocked(path, header, log, lock);
+    } catch (e) {
+      rmSync(lock, { force: true });
+      throw e;
+    }
+  }
+
+  private static openLocked(path: string, header: ResultsHeader, log: (line: string) => void, lock: string): ResultsFile {
     let done = new Set<string>();
     const existing = existsSync(path) ? readFileSync(path) : null;
     const parsed = existing && existing.length > 0 ? parseResults(new Uint8Array(existing.buffer, existing.byteOffset, existing.byteLength), path) : null;
@@ -175,7 +185,7 @@ export class ResultsFile {
       if (parsed.duplicates.length) log(`${path}: ${parsed.duplicates.length} duplicate records ignored (the first of each is kept)`);
       done = new Set(parsed.records.map((r) => r.id));
     }
-    return new ResultsFile(path, openSync(path, 'a'), done);
+    return new ResultsFile(path, openSync(path, 'a'), done, lock);
   }
 
   /** Append one record as one line: a single write, then fsync, so a crash loses at most this line. */
@@ -199,7 +209,40 @@ export class ResultsFile {
   }
 
   close(): void {
-    if (this.fd !== null) closeSync(this.fd);
+    if (this.fd === null) return;
+    closeSync(this.fd);
     this.fd = null;
+    rmSync(this.lock, { force: true });
   }
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * One writer per results file: two runs appending the same file would run cells twice. The lock file holds the
+ * writer's pid; a lock whose process is gone (a killed run) is taken over.
+ */
+function takeLock(path: string, log: (line: string) => void): string {
+  const lock = `${path}.lock`;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
+      return lock;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const pid = Number(readFileSync(lock, 'utf8').trim());
+    if (Number.isInteger(pid) && pid > 0 && alive(pid))
+      throw new QatError(`${path} is being written by another qat bench (pid ${pid})`, `wait for it to finish, or pass another --results file`);
+    log(`${path}: taking over the lock of a run that is gone (pid ${pid})`);
+    rmSync(lock, { force: true });
+  }
+  throw new QatError(`${path}: could not take the lock ${lock}`);
 }

@@ -1,7 +1,7 @@
 // The benchmark runner: runs the cells of a matrix that the results file does not hold yet, in order, and appends
 // each finished cell to it. The float model of each (task, seed) is trained once, cached in the results folder by
 // its config hash, and shared by every cell that starts from it.
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadDataset, type Dataset } from '../data/datasets.js';
@@ -110,6 +110,91 @@ export function resultsHeader(matrix: Matrix, cells: Cell[]): ResultsHeader {
   };
 }
 
+/** Loads data and float models as the cells need them, keeping only the current ones in memory. */
+class CellRunner {
+  private data: { key: string; train: Dataset; test: Dataset } | undefined;
+  private float: { key: string; graph: Graph; meta: FloatMeta; cached: boolean } | undefined;
+  private readonly prov = provenance();
+
+  constructor(private readonly matrix: Matrix, private readonly opts: RunOptions, private readonly log: (s: string) => void) {}
+
+  private inputs(cell: Cell) {
+    const t = cell.config.task;
+    const key = `${t.dataset}:${t.trainLimit}:${t.testLimit}`;
+    if (this.data?.key !== key) {
+      this.data = undefined; // let the old arrays go before loading the next
+      this.data = {
+        key,
+        train: loadDataset(t.dataset, { split: 'train', limit: t.trainLimit ?? undefined }),
+        test: loadDataset(t.dataset, { split: 'test', limit: t.testLimit ?? undefined }),
+      };
+    }
+    return this.data;
+  }
+
+  private async floatFor(cell: Cell, train: Dataset) {
+    if (this.float?.key !== cell.floatKey) {
+      const t = cell.config.task;
+      const task = this.matrix.tasks.find((x) => x.model === t.model && x.dataset === t.dataset)!;
+      this.float = undefined;
+      this.float = { key: cell.floatKey, ...(await floatModel(task, cell.config.seed, cell.floatKey, train, this.opts, this.log)) };
+    }
+    return this.float;
+  }
+
+  /** Run one cell: the method, the ONNX export, the simulated and the ONNX Runtime evaluation. */
+  async run(cell: Cell): Promise<CellRecord> {
+    const { seed, method } = cell.config;
+    const { train, test } = this.inputs(cell);
+    const float = await this.floatFor(cell, train);
+    const def = getMethod(method.method)!;
+    const ckpt = join(checkpointDir(this.opts.results), `${cell.id}.ckpt`);
+    const resumed = existsSync(ckpt);
+    const t0 = performance.now();
+    const { graph } = await def.run({
+      floatGraph: float.graph,
+      recipe: cell.config.recipe,
+      params: method.params,
+      budget: method.budget,
+      train,
+      seed,
+      checkpoint: ckpt,
+      progress: !!this.opts.verbose,
+      log: this.opts.verbose ? this.log : () => {},
+    });
+    const methodSec = secs(t0);
+    const onnx = (def.export ?? exportQdqBytes)(graph);
+    const sim = evaluateGraph(graph, test);
+    const ort = await ortEvaluate(onnx, test);
+    let same = 0;
+    for (let i = 0; i < test.n; i++) if (sim.predictions[i] === ort.predictions[i]) same++;
+    // a cell that measures the shared float model itself reports the float training time as its method time
+    const isFloat = graph === float.graph;
+    return {
+      type: 'cell',
+      id: cell.id,
+      label: cell.label,
+      config: cell.config,
+      seed,
+      accuracySim: sim.accuracy,
+      accuracyOrt: ort.accuracy,
+      agreement: same / test.n,
+      testExamples: test.n,
+      onnxBytes: onnx.length,
+      packedBytes: packedBytes(graph),
+      wallSec: secs(t0),
+      methodSec: isFloat ? float.meta.trainSec : methodSec,
+      ...(isFloat ? { floatCached: float.cached } : {}),
+      ...(resumed ? { resumed: true } : {}),
+      backend: tf.getBackend(),
+      version: this.prov.version,
+      commit: this.prov.commit,
+      gitDirty: this.prov.gitDirty,
+      finishedAt: new Date().toISOString(),
+    };
+  }
+}
+
 export async function runBench(matrix: Matrix, opts: RunOptions): Promise<RunSummary> {
   const log = opts.log ?? ((s: string) => console.error(s));
   const cells = expandCells(matrix);
@@ -118,100 +203,42 @@ export async function runBench(matrix: Matrix, opts: RunOptions): Promise<RunSum
   const skipped = cells.length - todo.length;
   log(`bench ${matrix.name}: ${cells.length} cells; ${skipped} already in ${opts.results}, ${todo.length} to run`);
   const crash = crashHook();
-  const prov = provenance();
-  let data: { key: string; train: Dataset; test: Dataset } | undefined;
-  let float: { key: string; graph: Graph; meta: FloatMeta; cached: boolean } | undefined;
-  let appended = 0;
+  const runner = new CellRunner(matrix, opts, log);
   const failed: string[] = [];
+  let appended = 0;
   try {
     for (const cell of todo) {
+      let rec: CellRecord;
       try {
-        appended += await runCell(cell);
+        rec = await runner.run(cell);
       } catch (e) {
-        // a failing cell is not recorded, so a rerun tries it again; the others still run
+        // a failed cell is not recorded, so a rerun tries it again; the other cells still run
         failed.push(cell.label);
         log(`[failed] ${cell.label}: ${(e as Error).message}`);
         if (process.env.QATKIT_DEBUG) log((e as Error).stack ?? '');
+        continue;
       }
-    }
-  } finally {
-    file.close();
-  }
-  if (failed.length) log(`bench ${matrix.name}: ${failed.length} cells failed and are not recorded (a rerun tries them again): ${failed.join('; ')}`);
-  return { total: cells.length, skipped, ran: todo.length - failed.length, failed, results: opts.results };
-
-  /** Run one cell and append its record; returns 1. */
-  async function runCell(cell: Cell): Promise<number> {
-      const { task: t, seed, method } = cell.config;
-      const dataKey = `${t.dataset}:${t.trainLimit}:${t.testLimit}`;
-      if (data?.key !== dataKey) {
-        data = undefined; // let the old arrays go before loading the next
-        data = {
-          key: dataKey,
-          train: loadDataset(t.dataset, { split: 'train', limit: t.trainLimit ?? undefined }),
-          test: loadDataset(t.dataset, { split: 'test', limit: t.testLimit ?? undefined }),
-        };
-      }
-      if (float?.key !== cell.floatKey) {
-        const task = matrix.tasks.find((x) => x.model === t.model && x.dataset === t.dataset)!;
-        float = { key: cell.floatKey, ...(await floatModel(task, seed, cell.floatKey, data.train, opts, log)) };
-      }
-      const def = getMethod(method.method)!;
-      const ckpt = join(checkpointDir(opts.results), `${cell.id}.ckpt`);
-      const resumed = existsSync(ckpt);
-      const t0 = performance.now();
-      const { graph } = await def.run({
-        floatGraph: float.graph,
-        recipe: cell.config.recipe,
-        params: method.params,
-        budget: method.budget,
-        train: data.train,
-        seed,
-        checkpoint: ckpt,
-        progress: !!opts.verbose,
-        log: opts.verbose ? log : () => {},
-      });
-      const methodSec = secs(t0);
-      const onnx = (def.export ?? exportQdqBytes)(graph);
-      const sim = evaluateGraph(graph, data.test);
-      const ort = await ortEvaluate(onnx, data.test);
-      let same = 0;
-      for (let i = 0; i < data.test.n; i++) if (sim.predictions[i] === ort.predictions[i]) same++;
-      // a cell that measures the shared float model itself reports the float training time as its method time
-      const isFloat = graph === float.graph;
-      const rec: CellRecord = {
-        type: 'cell',
-        id: cell.id,
-        label: cell.label,
-        config: cell.config,
-        seed,
-        accuracySim: sim.accuracy,
-        accuracyOrt: ort.accuracy,
-        agreement: same / data.test.n,
-        testExamples: data.test.n,
-        onnxBytes: onnx.length,
-        packedBytes: packedBytes(graph),
-        wallSec: secs(t0),
-        methodSec: isFloat ? float.meta.trainSec : methodSec,
-        ...(isFloat ? { floatCached: float.cached } : {}),
-        ...(resumed ? { resumed: true } : {}),
-        backend: tf.getBackend(),
-        version: prov.version,
-        commit: prov.commit,
-        gitDirty: prov.gitDirty,
-        finishedAt: new Date().toISOString(),
-      };
       if (crash?.kind === 'torn' && appended === crash.k) {
         file.appendTornForTest(rec);
         process.kill(process.pid, 'SIGKILL');
       }
       file.append(rec);
-      rmSync(ckpt, { force: true });
+      appended++;
+      rmSync(join(checkpointDir(opts.results), `${cell.id}.ckpt`), { force: true });
       log(
         `[${file.done.size}/${cells.length}] ${cell.label}: ORT ${pct(rec.accuracyOrt)}, sim ${pct(rec.accuracySim)}, ` +
           `agree ${pct(rec.agreement)}, ${rec.packedBytes} B packed, ${rec.wallSec.toFixed(1)}s`,
       );
-      if (crash?.kind === 'after' && appended + 1 === crash.k) process.kill(process.pid, 'SIGKILL');
-      return 1;
+      if (crash?.kind === 'after' && appended === crash.k) process.kill(process.pid, 'SIGKILL');
+    }
+  } finally {
+    file.close();
+    try {
+      rmdirSync(checkpointDir(opts.results)); // only when empty: a killed cell's checkpoint stays for the rerun
+    } catch {
+      // not empty, or never made
+    }
   }
+  if (failed.length) log(`bench ${matrix.name}: ${failed.length} cells failed and were not recorded (a rerun tries them again): ${failed.join('; ')}`);
+  return { total: cells.length, skipped, ran: todo.length - failed.length, failed, results: opts.results };
 }

@@ -25,7 +25,7 @@ registerCommand({
   },
   async run(f, positionals) {
     const [first, second] = positionals;
-    if (!first) throw new QatError('qat bench: a matrix name, a matrix file, `report FILE` or `list` is required', `shipped matrices: ${shippedMatrices().join(', ')}`);
+    if (!first) throw new QatError('a matrix name, a matrix file, `report FILE` or `list` is required', `shipped matrices: ${shippedMatrices().join(', ')}`);
     if (first === 'list') {
       console.log(`shipped matrices: ${shippedMatrices().join(', ')}`);
       console.log('methods:');
@@ -33,12 +33,12 @@ registerCommand({
       return;
     }
     if (first === 'report') {
-      if (!second) throw new QatError('qat bench report: the results file is required', 'qat bench report runs/bench/NAME.results.jsonl');
+      if (!second) throw new QatError('bench report: the results file is required', 'qat bench report runs/bench/NAME.results.jsonl');
       const r = await writeReports(second);
       console.log(`${r.parsed.records.length} of ${r.parsed.header!.cellIds.length} cells; wrote ${r.md} and ${r.html}`);
       return;
     }
-    if (second) throw new QatError(`qat bench: one matrix at a time, got '${first}' and '${second}'`);
+    if (second) throw new QatError(`one matrix at a time, got '${first}' and '${second}'`);
     const { matrix, file } = loadMatrix(first);
     const results = (f.results as string | undefined) ?? defaultResultsPath(matrix.name);
     if (f['dry-run']) {
@@ -52,5 +52,6 @@ registerCommand({
     const s = await runBench(matrix, { results, log, verbose: !!f.verbose });
     const r = await writeReports(results);
     console.log(`bench ${matrix.name}: ${s.total} cells (${s.skipped} from earlier runs, ${s.ran} run now) in ${results}; report: ${r.md}, ${r.html}`);
+    if (s.failed.length) throw new QatError(`${s.failed.length} cells failed (see the lines above); they are not in ${results}`, 'fix the cause and rerun the same command: finished cells are skipped');
   },
 });

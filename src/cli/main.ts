@@ -5,6 +5,7 @@ import { formatError } from '../util/errors.js';
 import { allCommands, runCommand } from './commands.js';
 import './demo.js';
 import './onnx_tests.js';
+import './bench.js';
 
 function help(): string {
   return [

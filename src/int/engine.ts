@@ -81,7 +81,7 @@ export function createIntSession(g: Graph, opts: IntSessionOptions = {}): IntSes
       node,
       requant,
       opset: opsetOf(g, node),
-      isConst: (i) => inputs[i] !== undefined && inputs[i] !== '' && consts.has(inputs[i]),
+      isConst: (i) => !inputs[i] || consts.has(inputs[i]), // an omitted optional input is constant too
       cache: new Map(),
     };
     const step: Step = { node, kernel, ctx, free: [] };

@@ -6,6 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { type Attr, type DType, type Graph, type TensorData, elementCount } from '../graph/ir.js';
 import { writeOnnx } from '../onnx/model.js';
 import { createIntSession } from './engine.js';
+import { setIntWasm } from './kernels/wasm_gemm.js';
 
 // ---- helpers --------------------------------------------------------------------------------
 
@@ -119,6 +120,11 @@ test('QLinearAdd equals ONNX Runtime: same shape, broadcasts, scalar sides, uint
         const inits = { as: sc(), az: zp(), bs: sc(), bz: zp(), cs: f32(0.01 + r.float() * 0.2), cz: zp() };
         const g = oneNode({ op: 'QLinearAdd', domain: 'com.microsoft', inputs: ['a', 'as', 'az', 'b', 'bs', 'bz', 'cs', 'cz'] }, { a, b }, inits, dtype);
         await check(`QLinearAdd ${dtype} [${da}]+[${db}]`, g, { a, b });
+        // scales fed at run time: computed per element rather than from the per-session table
+        const fed = { a, b, as: inits.as, bs: inits.bs, cs: inits.cs };
+        const g2 = oneNode({ op: 'QLinearAdd', domain: 'com.microsoft', inputs: ['a', 'as', 'az', 'b', 'bs', 'bz', 'cs', 'cz'] }, fed,
+          { az: inits.az, bz: inits.bz, cz: inits.cz }, dtype);
+        await check(`QLinearAdd ${dtype} [${da}]+[${db}] fed scales`, g2, fed);
       }
 });
 
@@ -288,4 +294,80 @@ test('MaxPool on uint8 and int8 equals ONNX Runtime', async () => {
       g.opsets[''] = 12;
       await check(`MaxPool ${dtype} k${k} s${s} p${p} ceil${ceil}`, g, { x }, -1);
     }
+});
+
+// ---- a whole deployed int8 CNN ------------------------------------------------------------------
+
+/** A QOperator ResNet (as ONNX Runtime's quantizer writes them): stem, residual blocks, pooling, classifier. */
+function qResNet(r: R, widths: number[]): Graph {
+  const nodes: Graph['nodes'] = [];
+  const inits = new Map<string, TensorData>();
+  let id = 0;
+  const name = (p: string): string => `${p}${id++}`;
+  const init = (t: TensorData, p: string): string => {
+    const n = name(p);
+    inits.set(n, t);
+    return n;
+  };
+  const s = init(f32(0.05), 's');
+  const z = init(t('uint8', [], [7]), 'z');
+  const conv = (x: string, cin: number, cout: number, k: number, stride: number): string => {
+    const y = name('conv');
+    const w = init(rand(r, 'int8', [cout, cin, k, k], -127, 127), 'w');
+    const ws = init(t('float32', [cout], Array.from({ length: cout }, () => (0.4 + r.float()) / (127 * Math.sqrt(cin * k * k)))), 'ws');
+    const wz = init(t('int8', [cout], new Array(cout).fill(0)), 'wz');
+    const b = init(rand(r, 'int32', [cout], -200, 200), 'b');
+    const p = (k - 1) / 2;
+    nodes.push({ name: y, op: 'QLinearConv', inputs: [x, s, z, w, ws, wz, s, z, b], outputs: [y], attrs: { strides: ints([stride, stride]), pads: ints([p, p, p, p]) } });
+    return y;
+  };
+  const add = (a: string, b: string): string => {
+    const y = name('add');
+    nodes.push({ name: y, op: 'QLinearAdd', domain: 'com.microsoft', inputs: [a, s, z, b, s, z, s, z], outputs: [y], attrs: {} });
+    return y;
+  };
+  nodes.push({ name: 'quant', op: 'QuantizeLinear', inputs: ['x', s, z], outputs: ['xq'], attrs: {} });
+  let h = conv('xq', 3, widths[0], 3, 1);
+  nodes.push({ name: 'pool', op: 'MaxPool', inputs: [h], outputs: ['hp'], attrs: { kernel_shape: ints([2, 2]), strides: ints([1, 1]) } });
+  h = 'hp';
+  let cin = widths[0];
+  widths.forEach((cout, i) => {
+    const stride = i > 0 ? 2 : 1;
+    const y = conv(conv(h, cin, cout, 3, stride), cout, cout, 3, 1);
+    h = add(y, stride !== 1 || cin !== cout ? conv(h, cin, cout, 1, stride) : h);
+    cin = cout;
+  });
+  nodes.push({ name: 'gap', op: 'QLinearGlobalAveragePool', domain: 'com.microsoft', inputs: [h, s, z, s, z], outputs: ['g'], attrs: {} });
+  nodes.push({ name: 'flat', op: 'Flatten', inputs: ['g'], outputs: ['gf'], attrs: {} });
+  const fw = init(rand(r, 'int8', [cin, 10], -127, 127), 'fw');
+  const fs = init(f32(0.01), 'fs');
+  const fz = init(t('int8', [], [0]), 'fz');
+  nodes.push({ name: 'fc', op: 'QLinearMatMul', inputs: ['gf', s, z, fw, fs, fz, s, z], outputs: ['lq'], attrs: {} });
+  nodes.push({ name: 'dequant', op: 'DequantizeLinear', inputs: ['lq', s, z], outputs: ['y'], attrs: {} });
+  return {
+    name: 'qresnet', nodes, initializers: inits,
+    inputs: [{ name: 'x', dtype: 'float32', shape: ['N', 3, 16, 16] }], outputs: [{ name: 'y', dtype: 'float32' }],
+    opsets: { '': 13, 'com.microsoft': 1 },
+  };
+}
+
+test('a QOperator ResNet equals ONNX Runtime bit for bit, with and without WebAssembly', async () => {
+  const r = new R(11);
+  const g = qResNet(r, [8, 16, 32]);
+  const x = t('float32', [3, 3, 16, 16], Array.from({ length: 3 * 3 * 16 * 16 }, () => r.float() * 3 - 1));
+  const want = (await ortRun(g, { x })).y;
+  for (const on of [true, false]) {
+    const was = setIntWasm(on);
+    try {
+      const session = createIntSession(g);
+      for (let run = 0; run < 2; run++) assert.deepEqual(session.run({ x }).y.data, want.data, `wasm=${on} run ${run}`);
+    } finally {
+      setIntWasm(was);
+    }
+  }
+  // fixed point: the same network within a few quantization steps of the logits
+  const fx = createIntSession(g, { requant: 'fixedpoint' }).run({ x }).y.data as Float32Array;
+  const ref = want.data as Float32Array;
+  const maxDiff = fx.reduce((m, v, i) => Math.max(m, Math.abs(v - ref[i])), 0);
+  assert.ok(maxDiff <= 4 * 0.05, `fixed point logits differ by ${maxDiff}`);
 });

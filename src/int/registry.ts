@@ -13,7 +13,7 @@ export interface KernelContext {
   requant: Requant;
   /** opset version imported for the node's domain (0 when the graph imports none) */
   opset: number;
-  /** whether input i is a session constant (initializer or folded), so derived data may be cached */
+  /** whether input i is a session constant (initializer, folded, or omitted), so derived data may be cached */
   isConst(i: number): boolean;
   /** per-node cache kept across runs of one session, for data derived from constant inputs */
   cache: Map<string, unknown>;

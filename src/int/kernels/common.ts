@@ -2,6 +2,7 @@
 import { type Node, type TensorData, GraphError, attrInts, attrString } from '../../graph/ir.js';
 import type { KernelContext } from '../registry.js';
 import { multiplyByQuantizedMultiplier } from '../fixedpoint.js';
+import { wasmGemm } from './wasm_gemm.js';
 import { rint } from '../tensor.js';
 
 export type IntArray = Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
@@ -20,34 +21,25 @@ export function memo<T>(ctx: KernelContext, key: string, deps: number[], fn: () 
 
 /**
  * ONNX Runtime (MLAS) float requantization of n accumulators sharing one multiplier:
- * float32(acc) * float32 multiplier, clamp to the output range less the zero point, round half to even, add it.
- * A NaN clamps to the low end, as MAXPS does.
+ * float32(acc + bias) * float32 multiplier, clamp to the output range less the zero point, round half to even, add it.
  */
 export function requantFloat(
   acc: Int32Array, accOff: number, n: number, mult: number, zp: number, qmin: number, qmax: number,
-  out: IntArray, outOff: number,
+  out: IntArray, outOff: number, bias = 0,
 ): void {
   const lo = qmin - zp;
   const hi = qmax - zp;
-  for (let i = 0; i < n; i++) {
-    let v = Math.fround(Math.fround(acc[accOff + i]) * mult);
-    if (!(v >= lo)) v = lo;
-    else if (v > hi) v = hi;
-    out[outOff + i] = rint(v) + zp;
-  }
+  // no NaN can reach here (integer accumulators, finite multiplier): Math.min/max clamp without branches
+  for (let i = 0; i < n; i++) out[outOff + i] = rint(Math.min(Math.max(Math.fround(Math.fround((acc[accOff + i] + bias) | 0) * mult), lo), hi)) + zp;
 }
 
 /** gemmlowp/TFLite requantization: MultiplyByQuantizedMultiplier, add the zero point, saturate. */
 export function requantFixed(
   acc: Int32Array, accOff: number, n: number, multiplier: number, shift: number, zp: number, qmin: number, qmax: number,
-  out: IntArray, outOff: number,
+  out: IntArray, outOff: number, bias = 0,
 ): void {
-  for (let i = 0; i < n; i++) {
-    let v = multiplyByQuantizedMultiplier(acc[accOff + i], multiplier, shift) + zp;
-    if (v < qmin) v = qmin;
-    else if (v > qmax) v = qmax;
-    out[outOff + i] = v;
-  }
+  for (let i = 0; i < n; i++)
+    out[outOff + i] = Math.min(Math.max(multiplyByQuantizedMultiplier((acc[accOff + i] + bias) | 0, multiplier, shift) + zp, qmin), qmax);
 }
 
 // ---- sliding-window geometry (Conv, ConvInteger, QLinearConv, MaxPool) --------------------------
@@ -104,6 +96,57 @@ export function to3d(v: number[], fill: number): [number, number, number] {
   return [p[0], p[1], p[2]];
 }
 
-export function outDType(zp: TensorData | undefined, fallback: TensorData): TensorData['dtype'] {
-  return zp ? zp.dtype : fallback.dtype;
+// ---- draining accumulator blocks: int32 copy, or requantization (in wasm when C lives there) ----------
+
+export interface FixedMultipliers { multiplier: Int32Array; shift: Int32Array }
+
+/** Where int32 accumulator rows go: an int32 tensor (ConvInteger) or requantized 8-bit outputs, per output channel. */
+export type Sink =
+  | { kind: 'int32'; out: Int32Array }
+  | {
+      kind: 'q8'; y: IntArray; mult: Float32Array; bias: Int32Array | undefined; fixed: FixedMultipliers | undefined;
+      zp: number; qmin: number; qmax: number;
+    };
+
+/** Bytes of wasm scratch `drain` needs for a block of `rows` channels of `len` outputs: the table, then the outputs. */
+export const drainScratch = (rows: number, len: number): number[] => [rows * 16, rows * len + 16];
+
+/**
+ * Drain a block: output channels ch0 .. ch0+rows-1, each OH rows of OW accumulators at C[o*ldc + oh*wp + ow],
+ * to outputs dst0 + o*OH*OW + oh*OW + ow. When C lives in wasm memory (cOff >= 0) an 8-bit sink is requantized
+ * there, with `scratch` = [table, out] byte offsets from drainScratch.
+ */
+export function drain(
+  sink: Sink, C: Int32Array, cOff: number, ldc: number, wp: number,
+  rows: number, OH: number, OW: number, ch0: number, dst0: number, scratch: number[] | undefined,
+): void {
+  const w = wasmGemm();
+  if (sink.kind === 'q8' && cOff >= 0 && scratch && w) {
+    const mem = w.memory.buffer;
+    const [tab, outOff] = scratch;
+    const tf = new Float32Array(mem, tab, rows * 4);
+    const ti = new Int32Array(mem, tab, rows * 4);
+    for (let o = 0; o < rows; o++) {
+      const oc = ch0 + o;
+      tf[o * 4] = sink.mult[oc];
+      ti[o * 4 + 1] = sink.bias ? sink.bias[oc] : 0;
+      ti[o * 4 + 2] = sink.fixed ? sink.fixed.multiplier[oc] : 0;
+      ti[o * 4 + 3] = sink.fixed ? sink.fixed.shift[oc] : 0;
+    }
+    w.requant(cOff, ldc, rows, OH, OW, wp, tab, outOff, sink.zp, sink.qmin, sink.qmax, sink.fixed ? 1 : 0);
+    const n = rows * OH * OW;
+    sink.y.set(sink.y instanceof Int8Array ? new Int8Array(mem, outOff, n) : new Uint8Array(mem, outOff, n), dst0);
+    return;
+  }
+  for (let o = 0; o < rows; o++) {
+    const oc = ch0 + o;
+    for (let oh = 0; oh < OH; oh++) {
+      const src = o * ldc + oh * wp;
+      const dst = dst0 + (o * OH + oh) * OW;
+      if (sink.kind === 'int32') sink.out.set(C.subarray(src, src + OW), dst);
+      else if (sink.fixed)
+        requantFixed(C, src, OW, sink.fixed.multiplier[oc], sink.fixed.shift[oc], sink.zp, sink.qmin, sink.qmax, sink.y, dst, sink.bias ? sink.bias[oc] : 0);
+      else requantFloat(C, src, OW, sink.mult[oc], sink.zp, sink.qmin, sink.qmax, sink.y, dst, sink.bias ? sink.bias[oc] : 0);
+    }
+  }
 }

@@ -7,7 +7,7 @@ import { multiplyByQuantizedMultiplier, quantizeMultiplier } from '../fixedpoint
 import {
   broadcastIndex, broadcastShape, checkDType, intRange, newTensor, numArray, requireInput, rint, scalar,
 } from '../tensor.js';
-import { type IntArray, requantFixed, requantFloat } from './common.js';
+import { type IntArray, memo, requantFixed, requantFloat } from './common.js';
 
 const MS = 'com.microsoft';
 const Q8 = ['int8', 'uint8'] as const;
@@ -28,19 +28,62 @@ function scalarSide(a: TensorData, b: TensorData, out: number[]): 'a' | 'b' | 'n
   return 'none';
 }
 
+/** One output of QLinearAdd for integer inputs a, b, given the side ONNX Runtime treats as a scalar. */
+type AddFn = (a: number, b: number) => number;
+
+interface AddParams { sA: number; zA: number; sB: number; zB: number; sC: number; zC: number; qmin: number; qmax: number }
+
+function addFn(p: AddParams, requant: KernelContext['requant'], side: 'a' | 'b' | 'none'): AddFn {
+  const { sA, zA, sB, zB, sC, zC, qmin, qmax } = p;
+  if (requant === 'fixedpoint') {
+    // TFLite reference Add: both inputs to a common scale 2*max(sA, sB) with 20 bits of headroom
+    const leftShift = 20;
+    const twiceMax = 2 * Math.max(sA, sB);
+    const qa = quantizeMultiplier(sA / twiceMax);
+    const qb = quantizeMultiplier(sB / twiceMax);
+    const qo = quantizeMultiplier(twiceMax / (2 ** leftShift * sC));
+    return (a, b) => {
+      const sum = multiplyByQuantizedMultiplier((a - zA) << leftShift, qa.multiplier, qa.shift) +
+        multiplyByQuantizedMultiplier((b - zB) << leftShift, qb.multiplier, qb.shift);
+      return Math.min(Math.max(multiplyByQuantizedMultiplier(sum, qo.multiplier, qo.shift) + zC, qmin), qmax);
+    };
+  }
+  // MLAS AVX2: r = zC - (rA*zA + rB*zB) + b*rB + a*rA in float32 with FMAs, converted round-half-even, saturated;
+  // a scalar side is folded into the constant first, without an FMA
+  const rA = Math.fround(sA / sC);
+  const rB = Math.fround(sB / sC);
+  const fixed = Math.fround(zC - Math.fround(Math.fround(rA * zA) + Math.fround(rB * zB)));
+  const clamp = (v: number): number => Math.min(Math.max(rint(v), qmin), qmax);
+  if (side === 'b') return (a, b) => clamp(fmaf(a, rA, Math.fround(fixed + Math.fround(b * rB))));
+  if (side === 'a') return (a, b) => clamp(fmaf(b, rB, Math.fround(fixed + Math.fround(a * rA))));
+  return (a, b) => clamp(fmaf(a, rA, fmaf(b, rB, fixed)));
+}
+
+/** Every output of an 8-bit add as a 256 x 256 table indexed by the inputs' bytes: built once per session. */
+function addTable(f: AddFn, signed: boolean): Int8Array | Uint8Array {
+  const t = signed ? new Int8Array(65536) : new Uint8Array(65536);
+  for (let i = 0; i < 256; i++) {
+    const a = signed && i > 127 ? i - 256 : i;
+    for (let j = 0; j < 256; j++) t[(i << 8) | j] = f(a, signed && j > 127 ? j - 256 : j);
+  }
+  return t;
+}
+
 function qlinearAdd(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
   const { node } = ctx;
   const a = requireInput(inputs, 0, node, 'A');
   const b = requireInput(inputs, 3, node, 'B');
   checkDType(a, Q8, node, 'A');
   if (b.dtype !== a.dtype) throw new GraphError(`B dtype ${b.dtype} differs from A dtype ${a.dtype}`, node);
-  const sA = scalar(requireInput(inputs, 1, node, 'A_scale'), node, 'A_scale');
-  const zA = inputs[2] ? scalar(inputs[2], node, 'A_zero_point') : 0;
-  const sB = scalar(requireInput(inputs, 4, node, 'B_scale'), node, 'B_scale');
-  const zB = inputs[5] ? scalar(inputs[5], node, 'B_zero_point') : 0;
-  const sC = scalar(requireInput(inputs, 6, node, 'C_scale'), node, 'C_scale');
-  const zC = inputs[7] ? scalar(inputs[7], node, 'C_zero_point') : 0;
-  const { qmin, qmax } = intRange(a.dtype, node);
+  const p: AddParams = {
+    sA: scalar(requireInput(inputs, 1, node, 'A_scale'), node, 'A_scale'),
+    zA: inputs[2] ? scalar(inputs[2], node, 'A_zero_point') : 0,
+    sB: scalar(requireInput(inputs, 4, node, 'B_scale'), node, 'B_scale'),
+    zB: inputs[5] ? scalar(inputs[5], node, 'B_zero_point') : 0,
+    sC: scalar(requireInput(inputs, 6, node, 'C_scale'), node, 'C_scale'),
+    zC: inputs[7] ? scalar(inputs[7], node, 'C_zero_point') : 0,
+    ...intRange(a.dtype, node),
+  };
   const outDims = broadcastShape(a.dims, b.dims, node);
   const out = newTensor(a.dtype, outDims);
   const y = out.data as IntArray;
@@ -50,41 +93,16 @@ function qlinearAdd(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelCo
   const same = (t: TensorData): boolean => t.dims.length === outDims.length && t.dims.every((d, i) => d === outDims[i]);
   const ia = same(a) ? undefined : broadcastIndex(a.dims, outDims);
   const ib = same(b) ? undefined : broadcastIndex(b.dims, outDims);
-
-  if (ctx.requant === 'fixedpoint') {
-    // TFLite reference Add: both inputs to a common scale 2*max(sA, sB) with 20 bits of headroom
-    const leftShift = 20;
-    const twiceMax = 2 * Math.max(sA, sB);
-    const qa = quantizeMultiplier(sA / twiceMax);
-    const qb = quantizeMultiplier(sB / twiceMax);
-    const qo = quantizeMultiplier(twiceMax / (2 ** leftShift * sC));
-    for (let i = 0; i < n; i++) {
-      const xa = (av[ia ? ia[i] : i] - zA) << leftShift;
-      const xb = (bv[ib ? ib[i] : i] - zB) << leftShift;
-      const sum = multiplyByQuantizedMultiplier(xa, qa.multiplier, qa.shift) + multiplyByQuantizedMultiplier(xb, qb.multiplier, qb.shift);
-      let v = multiplyByQuantizedMultiplier(sum, qo.multiplier, qo.shift) + zC;
-      if (v < qmin) v = qmin;
-      else if (v > qmax) v = qmax;
-      y[i] = v;
-    }
+  const side = scalarSide(a, b, outDims);
+  const params = [1, 2, 4, 5, 6, 7];
+  if (params.every((i) => ctx.isConst(i)) || n >= 65536) {
+    const t = memo(ctx, `table_${side}_${a.dtype}`, params, () => addTable(addFn(p, ctx.requant, side), a.dtype === 'int8'));
+    if (!ia && !ib) for (let i = 0; i < n; i++) y[i] = t[((av[i] & 255) << 8) | (bv[i] & 255)];
+    else for (let i = 0; i < n; i++) y[i] = t[((av[ia ? ia[i] : i] & 255) << 8) | (bv[ib ? ib[i] : i] & 255)];
     return out;
   }
-
-  // MLAS AVX2: r = zC - (rA*zA + rB*zB) + b*rB + a*rA in float32 with FMAs, converted round-half-even, saturated
-  const rA = Math.fround(sA / sC);
-  const rB = Math.fround(sB / sC);
-  const fixed = Math.fround(zC - Math.fround(Math.fround(rA * zA) + Math.fround(rB * zB)));
-  const side = scalarSide(a, b, outDims);
-  for (let i = 0; i < n; i++) {
-    const xa = av[ia ? ia[i] : i];
-    const xb = bv[ib ? ib[i] : i];
-    let v: number;
-    if (side === 'b') v = fmaf(xa, rA, Math.fround(fixed + Math.fround(xb * rB)));
-    else if (side === 'a') v = fmaf(xb, rB, Math.fround(fixed + Math.fround(xa * rA)));
-    else v = fmaf(xa, rA, fmaf(xb, rB, fixed));
-    const r = rint(v);
-    y[i] = r < qmin ? qmin : r > qmax ? qmax : r;
-  }
+  const f = addFn(p, ctx.requant, side);
+  for (let i = 0; i < n; i++) y[i] = f(av[ia ? ia[i] : i], bv[ib ? ib[i] : i]);
   return out;
 }
 

@@ -1,11 +1,13 @@
 // ConvInteger and QLinearConv: 1-D, 2-D and 3-D, group, strides, pads, dilations, auto_pad,
 // per-output-channel weight zero points and scales, int32 bias.
-// Lowered to im2row (each output position's receptive field, zero-point shifted, K contiguous) and gemmNT.
+// Stride-1 1-D/2-D convolutions with 4+ output channels per group run im2row-free as shifted GEMMs in wasm
+// (wasm_gemm.ts conv); the rest lower to im2row (each output position's receptive field, zero-point shifted,
+// K contiguous) and the GEMM. Accumulators then go through one drain (requantization) per (image, group).
 import { type Node, type TensorData, GraphError, attrInt, attrInts } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
 import { quantizeMultipliers } from '../fixedpoint.js';
 import { checkDType, floatValues, intRange, newTensor, numArray, requireInput, scalar } from '../tensor.js';
-import { type IntArray, type Window, memo, requantFixed, requantFloat, to3d, windowGeometry } from './common.js';
+import { type IntArray, type Sink, type Window, drain, drainScratch, memo, to3d, windowGeometry } from './common.js';
 import { gemmBuffers, padK, wasmRegions } from './gemm.js';
 import { wasmGemm } from './wasm_gemm.js';
 
@@ -137,34 +139,32 @@ function packWeightsShift(w: TensorData, wzp: TensorData | undefined, s: ConvSha
 }
 
 /**
- * The zero-point-shifted convolution, one (image, group) at a time: `emit(n, g, C, ldc, wp)` receives the int32
- * accumulators of output channels g*OCg.. as rows of C (row stride ldc), output row oh of a channel starting
- * at oh * wp, bias included when given.
+ * The zero-point-shifted convolution, one (image, group) at a time, its int32 accumulators drained into `sink`.
+ * Stride-1 convolutions with 4+ output channels per group take the im2row-free wasm path.
  */
-type Emit = (n: number, g: number, C: Int32Array, ldc: number, wp: number) => void;
-
 function convEach(
-  s: ConvShape, xs: IntArray, xzp: number, packed: { rows: Int16Array } | { shift: Int16Array; plan: ShiftPlan },
-  bias: Int32Array | undefined, emit: Emit,
+  s: ConvShape, xs: IntArray, xzp: number, packed: { rows: Int16Array } | { shift: Int16Array; plan: ShiftPlan }, sink: Sink,
 ): void {
-  const { N, C, group, Cg, OCg, K, P } = s;
+  const { N, C, OC, group, Cg, OCg, K, P } = s;
   const plane = s.win.inSize.reduce((a, b) => a * b, 1);
+  const OW = s.win.outSize[s.win.outSize.length - 1];
   if ('shift' in packed) {
     const pl = packed.plan;
     const T = pl.KH * pl.KW;
     const wLen = pl.OCp * T * pl.CP * 2;
-    const reg = wasmRegions([wLen * 2, pl.CP * pl.Lp * 4, pl.OCp * pl.Pp * 4]);
+    const reg = wasmRegions([wLen * 2, pl.CP * pl.Lp * 4, pl.OCp * pl.Pp * 4, ...drainScratch(OCg, P)]);
     const wasm = wasmGemm();
     if (!reg || !wasm) throw new Error('wasm unavailable');
-    const [wOff, xOff, cOff] = reg.offsets;
+    const [wOff, xOff, cOff, ...scratch] = reg.offsets;
     const W = new Int16Array(reg.memory, wOff, wLen);
     const X = new Int16Array(reg.memory, xOff, pl.CP * pl.Lp * 2);
     const Cm = new Int32Array(reg.memory, cOff, pl.OCp * pl.Pp);
     const { IH, IW, Wp, Lp, PH, PW } = pl;
+    // the padding border stays zero across images: only the interior is rewritten
+    X.fill(0);
     for (let n = 0; n < N; n++)
       for (let g = 0; g < group; g++) {
-        W.set(packed.shift.subarray(g * wLen, (g + 1) * wLen));
-        X.fill(0);
+        if (n === 0 || group > 1) W.set(packed.shift.subarray(g * wLen, (g + 1) * wLen));
         for (let c = 0; c < Cg; c++) {
           const src = (n * C + g * Cg + c) * plane;
           const dst0 = (c >> 1) * Lp;
@@ -175,22 +175,20 @@ function convEach(
             for (let w = 0; w < IW; w++, d += 2) X[d] = xs[srow + w] - xzp;
           }
         }
-        for (let o = 0; o < OCg; o++) Cm.fill(bias ? bias[g * OCg + o] : 0, o * pl.Pp, (o + 1) * pl.Pp);
         wasm.conv(pl.OCp, pl.Pp, pl.CP, pl.KH, pl.KW, pl.DH * Wp * 4, pl.DW * 4, Lp * 4, wOff, xOff, cOff, pl.Pp);
-        emit(n, g, Cm, pl.Pp, Wp);
+        drain(sink, Cm, cOff, pl.Pp, Wp, OCg, pl.OH, OW, g * OCg, (n * OC + g * OCg) * P, scratch);
       }
     return;
   }
-  const buf = gemmBuffers(OCg, P, K);
+  const buf = gemmBuffers(OCg, P, K, drainScratch(OCg, P));
   const { Kp, ldc } = buf;
-  const wp = s.win.outSize[s.win.outSize.length - 1];
   for (let n = 0; n < N; n++)
     for (let g = 0; g < group; g++) {
       buf.A.set(packed.rows.subarray(g * OCg * Kp, (g + 1) * OCg * Kp));
       im2row(xs, (n * C + g * Cg) * plane, xzp, s, buf.B, Kp);
-      for (let oc = 0; oc < OCg; oc++) buf.C.fill(bias ? bias[g * OCg + oc] : 0, oc * ldc, oc * ldc + P);
+      for (let oc = 0; oc < OCg; oc++) buf.C.fill(0, oc * ldc, oc * ldc + P);
       buf.run();
-      emit(n, g, buf.C, ldc, wp);
+      drain(sink, buf.C, buf.cOff, ldc, P, OCg, 1, P, g * OCg, (n * OC + g * OCg) * P, buf.extra);
     }
 }
 
@@ -199,18 +197,6 @@ function packFor(ctx: KernelContext, s: ConvShape, w: TensorData, wzp: TensorDat
   const plan = shiftPlan(s);
   if (plan) return { shift: memo(ctx, 'wshift', deps, () => packWeightsShift(w, wzp, s, plan, ctx.node)), plan };
   return { rows: memo(ctx, 'w', deps, () => packWeights(w, wzp, ctx.node)) };
-}
-
-/** Hands each output row (a channel's oh-th row of OW values) of an emitted block to `row(src, dst, n)`. */
-function forRows(s: ConvShape, n: number, g: number, ldc: number, wp: number, row: (oc: number, src: number, dst: number, len: number) => void): void {
-  const OW = s.win.outSize[s.win.outSize.length - 1];
-  const rows = s.P / OW;
-  for (let o = 0; o < s.OCg; o++) {
-    const oc = g * s.OCg + o;
-    const off = (n * s.OC + oc) * s.P;
-    if (wp === OW) row(oc, o * ldc, off, s.P);
-    else for (let r = 0; r < rows; r++) row(oc, o * ldc + r * wp, off + r * OW, OW);
-  }
 }
 
 function convInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
@@ -222,8 +208,7 @@ function convInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   const s = convShape(node, x, w);
   const xzp = inputs[2] ? scalar(inputs[2], node, 'x_zero_point') : 0;
   const out = new Int32Array(s.N * s.OC * s.P);
-  convEach(s, numArray(x, node, 'x') as IntArray, xzp, packFor(ctx, s, w, inputs[3], [1, 3]), undefined, (n, g, C, ldc, wp) =>
-    forRows(s, n, g, ldc, wp, (_oc, src, dst, len) => out.set(C.subarray(src, src + len), dst)));
+  convEach(s, numArray(x, node, 'x') as IntArray, xzp, packFor(ctx, s, w, inputs[3], [1, 3]), { kind: 'int32', out });
   return { dtype: 'int32', dims: s.outDims, data: out };
 }
 
@@ -262,13 +247,9 @@ function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   }
   const out = newTensor(dtype, s.outDims);
   const y = out.data as IntArray;
-  const fixed = params.fixed;
-  const mult = params.mult;
-  convEach(s, numArray(x, node, 'x') as IntArray, xzp, packFor(ctx, s, w, inputs[5], [3, 5]), bias, (n, g, C, ldc, wp) =>
-    forRows(s, n, g, ldc, wp, (oc, src, dst, len) => {
-      if (fixed) requantFixed(C, src, len, fixed.multiplier[oc], fixed.shift[oc], yzp, qmin, qmax, y, dst);
-      else requantFloat(C, src, len, mult[oc], yzp, qmin, qmax, y, dst);
-    }));
+  convEach(s, numArray(x, node, 'x') as IntArray, xzp, packFor(ctx, s, w, inputs[5], [3, 5]), {
+    kind: 'q8', y, mult: params.mult, bias, fixed: params.fixed, zp: yzp, qmin, qmax,
+  });
   return out;
 }
 

@@ -85,11 +85,16 @@ export interface GemmBuffers {
   M: number; N: number; K: number;
   Kp: number; ldc: number;
   A: Int16Array; B: Int16Array; C: Int32Array;
+  /** byte offset of C in the wasm memory, -1 on the JS path */
+  cOff: number;
+  /** byte offsets of the extra wasm regions asked for */
+  extra: number[];
   /** C += A * B^T over the M x N block */
   run(): void;
 }
 
-export const padK = (K: number): number => (K + 7) & ~7;
+/** K rounded up to the 8 int16 lanes of a wasm vector (at least one vector, so K = 0 still reads zeros). */
+export const padK = (K: number): number => Math.max(8, (K + 7) & ~7);
 
 /** Grow the wasm memory to hold regions of these byte sizes (each rounded to 16) and return their offsets. */
 export function wasmRegions(sizes: number[]): { memory: ArrayBuffer; offsets: number[] } | undefined {
@@ -108,26 +113,20 @@ export function wasmRegions(sizes: number[]): { memory: ArrayBuffer; offsets: nu
 
 let jsBuffers: { A: Int16Array; B: Int16Array; C: Int32Array } | undefined;
 
-export function gemmBuffers(M: number, N: number, K: number): GemmBuffers {
-  const Kp = Math.max(8, padK(K));
+/** Operand buffers for an M x N x K product, plus `extra` wasm regions (bytes) for the caller. */
+export function gemmBuffers(M: number, N: number, K: number, extra: number[] = []): GemmBuffers {
+  const Kp = padK(K);
   const Mp = (M + 1) & ~1;
   const Np = (N + 3) & ~3;
   const w = wasmGemm();
-  if (w) {
-    const aBytes = Mp * Kp * 2;
-    const bBytes = Np * Kp * 2;
-    const need = aBytes + bBytes + Mp * Np * 4;
-    const have = w.memory.buffer.byteLength;
-    if (need > have) w.memory.grow(Math.ceil((need - have) / 65536));
-    const buf = w.memory.buffer;
-    const aOff = 0;
-    const bOff = aBytes; // every size is a multiple of 16 bytes, so each region stays 16-byte aligned
-    const cOff = aBytes + bBytes;
+  const reg = wasmRegions([Mp * Kp * 2, Np * Kp * 2, Mp * Np * 4, ...extra]);
+  if (w && reg) {
+    const [aOff, bOff, cOff, ...rest] = reg.offsets;
     return {
-      M, N, K, Kp, ldc: Np,
-      A: new Int16Array(buf, aOff, Mp * Kp),
-      B: new Int16Array(buf, bOff, Np * Kp),
-      C: new Int32Array(buf, cOff, Mp * Np),
+      M, N, K, Kp, ldc: Np, cOff, extra: rest,
+      A: new Int16Array(reg.memory, aOff, Mp * Kp),
+      B: new Int16Array(reg.memory, bOff, Np * Kp),
+      C: new Int32Array(reg.memory, cOff, Mp * Np),
       run: () => w.gemm(Mp, Np, Kp >> 3, aOff, bOff, cOff, Np),
     };
   }
@@ -136,5 +135,5 @@ export function gemmBuffers(M: number, N: number, K: number): GemmBuffers {
   if (!jsBuffers || jsBuffers.A.length < a || jsBuffers.B.length < b || jsBuffers.C.length < c)
     jsBuffers = { A: new Int16Array(Math.max(a, jsBuffers?.A.length ?? 0)), B: new Int16Array(Math.max(b, jsBuffers?.B.length ?? 0)), C: new Int32Array(Math.max(c, jsBuffers?.C.length ?? 0)) };
   const { A, B, C } = jsBuffers;
-  return { M, N, K, Kp, ldc: N, A, B, C, run: () => gemmNT(M, N, Kp, A, 0, B, 0, C, 0, N, true) };
+  return { M, N, K, Kp, ldc: N, A, B, C, cOff: -1, extra: [], run: () => gemmNT(M, N, Kp, A, 0, B, 0, C, 0, N, true) };
 }

@@ -5,7 +5,22 @@ import assert from 'node:assert/strict';
 import { type Attr, type DType, type Graph, type TensorData, elementCount } from '../../graph/ir.js';
 import { runInt } from '../engine.js';
 import { rint } from '../tensor.js';
-import { gemmNT } from './gemm.js';
+import { quantizeMultiplier } from '../fixedpoint.js';
+import { type Sink, drain, drainScratch } from './common.js';
+import { gemmNT, wasmRegions } from './gemm.js';
+import { setIntWasm, wasmGemm } from './wasm_gemm.js';
+
+/** Run `fn` with the WebAssembly kernels on, then off (each test checks both paths give the same answers). */
+function bothPaths(fn: (mode: string) => void): void {
+  for (const on of [true, false]) {
+    const was = setIntWasm(on);
+    try {
+      fn(on ? 'wasm' : 'js');
+    } finally {
+      setIntWasm(was);
+    }
+  }
+}
 
 class R {
   private s: number;
@@ -111,14 +126,20 @@ function refQLinearConv(
   return out;
 }
 
-test('QLinearConv: 3-D, 1-D, per-channel weight zero points, dilation, SAME_LOWER, groups, against a naive reference', () => {
+test('QLinearConv: 3-D, 1-D, per-channel weight zero points, dilation, SAME pads, groups, against a naive reference', () => {
   const r = new R(2);
   const cases = [
     { x: [1, 2, 4, 5, 6], w: [4, 2, 2, 3, 2], group: 1, strides: [1, 2, 1], dil: [1, 1, 2], pads: [1, 0, 1, 0, 1, 1] },
     { x: [2, 4, 11], w: [6, 2, 3], group: 2, strides: [2], dil: [2], pads: [2, 1] },
     { x: [1, 6, 7, 7], w: [6, 1, 3, 3], group: 6, strides: [1, 1], dil: [1, 1], pads: [1, 1, 1, 1] },
     { x: [1, 3, 6, 5], w: [5, 3, 3, 3], group: 1, strides: [2, 2], dil: [1, 1], pads: [], autoPad: 'SAME_LOWER' },
+    // stride 1 with 4+ output channels per group: the im2row-free shifted-GEMM path (odd channel counts, dilation)
+    { x: [2, 3, 7, 6], w: [5, 3, 3, 3], group: 1, strides: [1, 1], dil: [2, 1], pads: [], autoPad: 'SAME_UPPER' },
+    { x: [1, 6, 5, 9], w: [10, 3, 2, 3], group: 2, strides: [1, 1], dil: [1, 2], pads: [0, 2, 1, 1] },
+    { x: [2, 5, 13], w: [4, 5, 4], group: 1, strides: [1], dil: [1], pads: [1, 2] },
+    { x: [1, 8, 4, 4], w: [16, 8, 1, 1], group: 1, strides: [1, 1], dil: [1, 1], pads: [0, 0, 0, 0] },
   ];
+  bothPaths((mode) => {
   for (const c of cases) {
     const x = randT(r, 'uint8', c.x, 0, 255);
     const w = randT(r, 'uint8', c.w, 0, 255);
@@ -146,8 +167,63 @@ test('QLinearConv: 3-D, 1-D, per-channel weight zero points, dilation, SAME_LOWE
     }, attrs);
     assert.deepEqual(y.dims, [c.x[0], OC, ...outSize]);
     const want = refQLinearConv(x, 0.02, 131, w, wsV, wzV, Math.fround(0.05), 120, bias, c.group, c.strides, c.dil, padB, outSize, 0, 255);
-    assert.deepEqual(arr(y), want, `x [${c.x}] w [${c.w}]`);
+    assert.deepEqual(arr(y), want, `${mode}: x [${c.x}] w [${c.w}]`);
   }
+  });
+});
+
+test('ConvInteger on both paths equals the naive accumulation', () => {
+  const r = new R(9);
+  const x = randT(r, 'int8', [2, 3, 6, 7], -128, 127);
+  const w = randT(r, 'int8', [8, 3, 3, 3], -128, 127);
+  const attrs = { pads: ints([1, 1, 1, 1]) };
+  const acc: number[] = [];
+  const X = arr(x), W = arr(w);
+  for (let n = 0; n < 2; n++)
+    for (let oc = 0; oc < 8; oc++)
+      for (let oh = 0; oh < 6; oh++)
+        for (let ow = 0; ow < 7; ow++) {
+          let sum = 0;
+          for (let c = 0; c < 3; c++)
+            for (let kh = 0; kh < 3; kh++)
+              for (let kw = 0; kw < 3; kw++) {
+                const ih = oh + kh - 1, iw = ow + kw - 1;
+                if (ih >= 0 && ih < 6 && iw >= 0 && iw < 7) sum += (X[((n * 3 + c) * 6 + ih) * 7 + iw] - 5) * (W[((oc * 3 + c) * 3 + kh) * 3 + kw] + 2);
+              }
+          acc.push(sum);
+        }
+  bothPaths((mode) => {
+    const [y] = run1('ConvInteger', ['x', 'w', 'xz', 'wz'], { x, w, xz: T('int8', [], [5]), wz: T('int8', [], [-2]) }, attrs, 10);
+    assert.equal(y.dtype, 'int32');
+    assert.deepEqual(arr(y), acc, mode);
+  });
+});
+
+test('wasm requantization equals the JS loops bit for bit, float and fixed point', { skip: wasmGemm() ? false : 'no WebAssembly SIMD' }, () => {
+  const r = new R(10);
+  const rows = 6, OH = 3, OW = 5, wp = 7, ldc = 24;
+  for (const [dtype, zp, qmin, qmax] of [['uint8', 131, 0, 255], ['int8', -7, -128, 127]] as const)
+    for (const fixedMode of [false, true])
+      for (let rep = 0; rep < 20; rep++) {
+        const mult = Float32Array.from({ length: rows }, () => Math.fround(2 ** (r.float() * 20 - 16)));
+        const bias = Int32Array.from({ length: rows }, () => r.int(-100000, 100000));
+        const q = Array.from(mult, (m) => quantizeMultiplier(rep % 2 ? m : m * 64)); // odd reps: left shifts too
+        const fixed = fixedMode ? { multiplier: Int32Array.from(q, (v) => v.multiplier), shift: Int32Array.from(q, (v) => v.shift) } : undefined;
+        const reg = wasmRegions([rows * ldc * 4, ...drainScratch(rows, OH * OW)]);
+        assert.ok(reg);
+        const C = new Int32Array(reg.memory, reg.offsets[0], rows * ldc);
+        for (let i = 0; i < C.length; i++) C[i] = i % 11 === 0 ? r.int(-2147483648, 2147483647) : r.int(-3000000, 3000000);
+        const jsC = C.slice();
+        const make = (): Sink & { kind: 'q8' } => ({
+          kind: 'q8', y: dtype === 'uint8' ? new Uint8Array(rows * OH * OW + 2) : new Int8Array(rows * OH * OW + 2),
+          mult, bias, fixed, zp, qmin, qmax,
+        });
+        const viaWasm = make();
+        const viaJs = make();
+        drain(viaWasm, C, reg.offsets[0], ldc, wp, rows, OH, OW, 0, 2, reg.offsets.slice(1));
+        drain(viaJs, jsC, -1, ldc, wp, rows, OH, OW, 0, 2, undefined);
+        assert.deepEqual(arr({ dtype, dims: [], data: viaWasm.y }), arr({ dtype, dims: [], data: viaJs.y }), `${dtype} fixed=${fixedMode} rep ${rep}`);
+      }
 });
 
 test('QLinearMatMul: per-row a scales and zero points, batch broadcast on both sides, against a naive reference', () => {

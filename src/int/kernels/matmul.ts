@@ -4,7 +4,7 @@ import { type Node, type TensorData, GraphError, elementCount } from '../../grap
 import type { IntKernel, KernelContext } from '../registry.js';
 import { quantizeMultiplier } from '../fixedpoint.js';
 import {
-  broadcastIndex, broadcastShape, checkDType, floatValues, intRange, newTensor, numArray, requireInput, scalar,
+  broadcastIndex, broadcastShape, checkDType, floatValues, intRange, newTensor, numArray, requireInput, rint, scalar,
 } from '../tensor.js';
 import { type IntArray, requantFixed, requantFloat, memo } from './common.js';
 import { gemmBuffers, padK } from './gemm.js';
@@ -145,6 +145,8 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
   const yzp = yzpT ? scalar(yzpT, node, 'y_zero_point') : 0;
   const dtype = yzpT ? yzpT.dtype : a.dtype;
   const { qmin, qmax } = intRange(dtype, node);
+  const lo = qmin - yzp;
+  const hi = qmax - yzp;
   const out = newTensor(dtype, s.outDims);
   const y = out.data as IntArray;
   // one multiplier per column, recomputed only when the row's scale or b's batch changes
@@ -153,6 +155,7 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
   const fs = new Int32Array(N);
   let lastAs = NaN;
   let lastB = -1;
+  const perTensorB = bScale.every((v) => v === bScale[0]);
   accumulateEach(s, A, B, (q, C, ldc) => {
     for (let m = 0; m < M; m++) {
       const as = aScale[s.aIdx[q] * M + m];
@@ -172,10 +175,16 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
         }
       }
       const off = (q * M + m) * N;
-      for (let n = 0; n < N; n++) {
-        if (ctx.requant === 'fixedpoint') requantFixed(C, m * ldc + n, 1, fm[n], fs[n], yzp, qmin, qmax, y, off + n);
-        else requantFloat(C, m * ldc + n, 1, mult[n], yzp, qmin, qmax, y, off + n);
+      if (perTensorB) {
+        // one multiplier for the row
+        if (ctx.requant === 'fixedpoint') requantFixed(C, m * ldc, N, fm[0], fs[0], yzp, qmin, qmax, y, off);
+        else requantFloat(C, m * ldc, N, mult[0], yzp, qmin, qmax, y, off);
+        continue;
       }
+      if (ctx.requant === 'fixedpoint')
+        for (let n = 0; n < N; n++) requantFixed(C, m * ldc + n, 1, fm[n], fs[n], yzp, qmin, qmax, y, off + n);
+      else
+        for (let n = 0; n < N; n++) y[off + n] = rint(Math.min(Math.max(Math.fround(Math.fround(C[m * ldc + n]) * mult[n]), lo), hi)) + yzp;
     }
   });
   return out;

@@ -1,6 +1,6 @@
 // ai.qatkit Requantize: int32 accumulators (from MatMulInteger / ConvInteger) to 8 bits, per tensor or per axis.
-// y = saturate(round(x * scale) + zero_point), with the session's arithmetic: 'float' as ONNX Runtime's
-// MLAS requantization, 'fixedpoint' as gemmlowp. Our converted integer graphs use it with 'fixedpoint'.
+// y = saturate(round(x * scale) + zero_point), int8 when zero_point is omitted, with the session's arithmetic:
+// 'float' as ONNX Runtime's MLAS requantization, 'fixedpoint' as gemmlowp (what our converted graphs use).
 import { type TensorData, GraphError, QATKIT_DOMAIN, attrInt, elementCount } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
 import { quantizeMultipliers } from '../fixedpoint.js';

@@ -1,8 +1,10 @@
-// A WebAssembly SIMD int16 GEMM, assembled here from a few opcodes (no toolchain, no binary blob):
-//   C[i, j] += sum_k A[i, k] * B[j, k]    (A: [Mp, Kp] int16, B: [Np, Kp] int16, C: [Mp, ldc] int32)
-// in blocks of 2 rows x 4 columns with i32x4.dot_i16x8_s (8 multiply-adds per instruction, exact in int32).
-// Sizes are padded by the caller: Mp even, Np a multiple of 4, Kp a multiple of 8 with zeros in A's padding.
-// Standard wasm SIMD (Node >= 16, every current browser); where it is missing, callers use the JS gemm.
+// The engine's WebAssembly SIMD kernels, assembled here from a few opcodes (no toolchain, no binary blob):
+// - gemm: C[i, j] += sum_k A[i, k] * B[j, k]  (A: [Mp, Kp] int16, B: [Np, Kp] int16, C: [Mp, ldc] int32)
+//   in blocks of 2 rows x 4 columns with i32x4.dot_i16x8_s (8 multiply-adds per instruction, exact in int32).
+//   Sizes are padded by the caller: Mp even, Np a multiple of 4, Kp a multiple of 8 with zeros in A's padding.
+// - conv: a stride-1 convolution as shifted GEMMs over a padded input (no im2row).
+// - requant: int32 accumulators to 8 bits, ONNX Runtime's float32 way or gemmlowp's fixed point.
+// Standard wasm SIMD (Node >= 16, every current browser); where it is missing, callers use JS loops, same results.
 
 const I32 = 0x7f;
 const V128 = 0x7b;
@@ -140,7 +142,7 @@ function gemmBody(): number[] {
  * with no im2row. x holds the zero-point-shifted, zero-padded input with channels interleaved in pairs,
  * x[cp][q][e] = input channel 2cp+e at padded position q (int16 pairs, `plane` bytes per channel pair);
  * w holds w[oc][kh][kw][cp] as int16 pairs. For output position p (on the padded width grid),
- *   C[oc, p] += sum_{kh, kw, cp} dot(w[oc][kh][kw][cp], x[cp][p + kh*rowStep/4 + kw*colStep/4])
+ *   C[oc, p] = sum_{kh, kw, cp} dot(w[oc][kh][kw][cp], x[cp][p + kh*rowStep/4 + kw*colStep/4])
  * in blocks of 4 output channels x 8 positions. Steps are in bytes; OCp % 4 == 0, Pp % 8 == 0.
  */
 function convBody(): number[] {
@@ -187,8 +189,8 @@ function convBody(): number[] {
     ...br(0), ...end, ...end,
   ];
   const storeRow = (r: number) => [
-    ...get(CPTR), ...get(CPTR), ...load, ...get(AC[r * 2]), ...i32x4add, ...store,
-    ...get(CPTR), ...get(CPTR), ...loadAt(16), ...get(AC[r * 2 + 1]), ...i32x4add, ...storeAt(16),
+    ...get(CPTR), ...get(AC[r * 2]), ...store,
+    ...get(CPTR), ...get(AC[r * 2 + 1]), ...storeAt(16),
     ...get(CPTR), ...get(LDCc), ...i32c(2), ...shl, ...add, ...set(CPTR),
   ];
   const pLoop = [
@@ -226,14 +228,138 @@ function convBody(): number[] {
   return vec([...locals, ...code]);
 }
 
-/** The module: memory 'm' (exported, grown by the caller), gemm(M, N, K/8, a, b, c, ldc) and conv(...). */
+/**
+ * requant(c, ldc, nOc, OH, OW, wp, table, out, zp, qmin, qmax, mode): int32 accumulator rows to 8-bit outputs.
+ * Row o of C (stride ldc) holds output rows oh at c + (o*ldc + oh*wp)*4; out receives o*OH*OW + oh*OW + ow bytes
+ * (up to 3 bytes of scratch past the end). table holds per row {f32 multiplier, i32 bias, i32 Q31 multiplier,
+ * i32 shift}. mode 0: ONNX Runtime's float32 requantization (convert, multiply, clamp, round half to even, |zp| < 2^22);
+ * mode 1: gemmlowp's fixed point (SaturatingRoundingDoublingHighMul, whose nudge makes it floor((a*b + 2^30) / 2^31)
+ * for a positive multiplier, then RoundingDivideByPOT), 4 values at a time.
+ */
+function requantBody(): number[] {
+  const [Cc, LDC2, NOC, OH, OW, WP, TAB, OUT, ZP, QMIN, QMAX, MODE] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const [O, OHI, OWI, S, D, TP, LEFT, RIGHT, SHIFT, MASK] = [12, 13, 14, 15, 16, 17, 18, 19, 20, 21];
+  const [VBIAS, VMULT, VM, VLO, VHI, VZP, VQMIN, VQMAX, X, P0, P1, VMASK, VHALF, VROUND, VMAGIC, VMAGICBITS] =
+    [22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37];
+  const i32load = (off: number) => [0x28, 2, ...uleb(off)];
+  const f32load = (off: number) => [0x2a, 2, ...uleb(off)];
+  const i32store = [0x36, 0, 0];
+  const sub = [0x6b];
+  const gtS = [0x4a];
+  const shrS = [0x75];
+  const select = [0x1b];
+  const eqz = [0x45];
+  const i64c = (v: number) => [0x42, ...sleb(v)];
+  const f32FromI32 = [0xb2];
+  const i32splat = simd(0x11);
+  const i64splat = simd(0x12);
+  const f32splat = simd(0x13);
+  const i32x4shl = simd(0xab);
+  const i32x4shrS = simd(0xac);
+  const i32x4sub = simd(0xb1);
+  const i32x4minS = simd(0xb6);
+  const i32x4maxS = simd(0xb8);
+  const i32x4ltS = simd(0x39);
+  const i32x4gtS = simd(0x3b);
+  const vand = simd(0x4e);
+  const i64x2add = simd(0xce);
+  const i64x2shrS = simd(0xcc);
+  const extmulLo = simd(0xdc);
+  const extmulHi = simd(0xdd);
+  const f32x4fromI32 = simd(0xfa);
+  const f32x4mul = simd(0xe6);
+  const f32x4add = simd(0xe4);
+  const f32x4pmin = simd(0xea);
+  const f32x4pmax = simd(0xeb);
+  const f32c = (v: number) => [0x43, ...new Uint8Array(Float32Array.of(v).buffer)];
+  const extract0 = simd(0x1b, 0);
+  const ifElse = (a: number[], b: number[]) => [0x04, 0x40, ...a, 0x05, ...b, 0x0b];
+  const LOW32 = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
+  const LOWBYTES = [0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12];
+  const prod = (ext: number[]) => [...get(X), ...get(VM), ...ext, ...get(VROUND), ...i64x2add, ...i32c(31), ...i64x2shrS];
+  const fixedPath = [
+    ...get(X), ...get(LEFT), ...i32x4shl, ...set(X),
+    ...prod(extmulLo), ...set(P0), ...prod(extmulHi), ...set(P1),
+    ...get(P0), ...get(P1), ...shuffle(LOW32), ...set(X),
+    // RoundingDivideByPOT: (x >> right) + (remainder > threshold), threshold = mask/2 + (x < 0)
+    ...get(X), ...get(RIGHT), ...i32x4shrS,
+    ...get(X), ...get(VMASK), ...vand,
+    ...get(VHALF), ...get(X), ...v128zero, ...i32x4ltS, ...i32x4sub,
+    ...i32x4gtS, ...i32x4sub,
+    ...get(VZP), ...i32x4add, ...get(VQMIN), ...i32x4maxS, ...get(VQMAX), ...i32x4minS, ...set(X),
+  ];
+  // clamp (pmax/pmin are plain maxps/minps: no NaN can occur here), then round half to even and add the zero
+  // point in one float add of 1.5 * 2^23 + zp: the integer lands in the low mantissa bits
+  const floatPath = [
+    ...get(X), ...f32x4fromI32, ...get(VMULT), ...f32x4mul, ...get(VLO), ...f32x4pmax, ...get(VHI), ...f32x4pmin,
+    ...get(VMAGIC), ...f32x4add, ...get(VMAGICBITS), ...i32x4sub, ...set(X),
+  ];
+  const owLoop = [
+    ...block, ...loop,
+    ...get(OWI), ...get(OW), ...geU, ...brIf(1),
+    ...get(S), ...load, ...get(VBIAS), ...i32x4add, ...set(X),
+    ...get(MODE), ...eqz, ...ifElse(floatPath, fixedPath),
+    ...get(D), ...get(X), ...get(X), ...shuffle(LOWBYTES), ...extract0, ...i32store,
+    ...get(S), ...i32c(16), ...add, ...set(S),
+    ...get(D), ...i32c(4), ...add, ...set(D),
+    ...get(OWI), ...i32c(4), ...add, ...set(OWI),
+    ...br(0), ...end, ...end,
+  ];
+  const ohLoop = [
+    ...block, ...loop,
+    ...get(OHI), ...get(OH), ...geU, ...brIf(1),
+    // s = c + (o*ldc + oh*wp)*4, d = out + (o*OH + oh)*OW
+    ...get(Cc), ...get(O), ...get(LDC2), ...mul, ...get(OHI), ...get(WP), ...mul, ...add, ...i32c(2), ...shl, ...add, ...set(S),
+    ...get(OUT), ...get(O), ...get(OH), ...mul, ...get(OHI), ...add, ...get(OW), ...mul, ...add, ...set(D),
+    ...i32c(0), ...set(OWI),
+    ...owLoop,
+    ...get(OHI), ...i32c(1), ...add, ...set(OHI),
+    ...br(0), ...end, ...end,
+  ];
+  const oLoop = [
+    ...block, ...loop,
+    ...get(O), ...get(NOC), ...geU, ...brIf(1),
+    ...get(TAB), ...get(O), ...i32c(4), ...shl, ...add, ...set(TP),
+    ...get(TP), ...f32load(0), ...f32splat, ...set(VMULT),
+    ...get(TP), ...i32load(4), ...i32splat, ...set(VBIAS),
+    ...get(TP), ...i32load(8), ...i32splat, ...set(VM),
+    ...get(TP), ...i32load(12), ...set(SHIFT),
+    // left = max(shift, 0), right = max(-shift, 0)
+    ...get(SHIFT), ...i32c(0), ...get(SHIFT), ...i32c(0), ...gtS, ...select, ...set(LEFT),
+    ...i32c(0), ...i32c(0), ...get(SHIFT), ...sub, ...get(SHIFT), ...i32c(0), ...gtS, ...select, ...set(RIGHT),
+    ...i32c(1), ...get(RIGHT), ...shl, ...i32c(1), ...sub, ...set(MASK),
+    ...get(MASK), ...i32splat, ...set(VMASK),
+    ...get(MASK), ...i32c(1), ...shrS, ...i32splat, ...set(VHALF),
+    ...i32c(0), ...set(OHI),
+    ...ohLoop,
+    ...get(O), ...i32c(1), ...add, ...set(O),
+    ...br(0), ...end, ...end,
+  ];
+  const locals = [2, ...uleb(10), I32, ...uleb(16), V128]; // 10 i32 (12..21), 16 v128 (22..37)
+  const code = [
+    ...f32c(12582912), ...get(ZP), ...f32FromI32, ...[0x92], ...f32splat, ...set(VMAGIC), // f32.add: 1.5*2^23 + zp
+    ...i32c(0x4b400000), ...i32splat, ...set(VMAGICBITS),
+    ...get(QMIN), ...get(ZP), ...sub, ...f32FromI32, ...f32splat, ...set(VLO),
+    ...get(QMAX), ...get(ZP), ...sub, ...f32FromI32, ...f32splat, ...set(VHI),
+    ...get(ZP), ...i32splat, ...set(VZP),
+    ...get(QMIN), ...i32splat, ...set(VQMIN),
+    ...get(QMAX), ...i32splat, ...set(VQMAX),
+    ...i64c(1 << 30), ...i64splat, ...set(VROUND),
+    ...i32c(0), ...set(O),
+    ...oLoop,
+    ...end,
+  ];
+  return vec([...locals, ...code]);
+}
+
+/** The module: memory 'm' (exported, grown by the caller), gemm(M, N, K/8, a, b, c, ldc), conv(...), requant(...). */
 export function gemmModuleBytes(): Uint8Array<ArrayBuffer> {
   const types = section(1, [2, 0x60, 7, ...new Array(7).fill(I32), 0, 0x60, 12, ...new Array(12).fill(I32), 0]);
-  const funcs = section(3, [2, 0, 1]);
+  const funcs = section(3, [3, 0, 1, 1]);
   const memory = section(5, [1, 0x00, 1]); // min 1 page, no max
   const name = (s: string) => vec([...s].map((c) => c.charCodeAt(0)));
-  const exports = section(7, [3, ...name('m'), 0x02, 0, ...name('gemm'), 0x00, 0, ...name('conv'), 0x00, 1]);
-  const code = section(10, [2, ...gemmBody(), ...convBody()]);
+  const exports = section(7, [4, ...name('m'), 0x02, 0, ...name('gemm'), 0x00, 0, ...name('conv'), 0x00, 1, ...name('requant'), 0x00, 2]);
+  const code = section(10, [3, ...gemmBody(), ...convBody(), ...requantBody()]);
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...funcs, ...memory, ...exports, ...code]);
 }
 
@@ -244,22 +370,40 @@ export interface WasmGemm {
     OCp: number, Pp: number, CP: number, KH: number, KW: number, rowStep: number, colStep: number, plane: number,
     w: number, x: number, c: number, ldc: number,
   ) => void;
+  requant: (
+    c: number, ldc: number, nOc: number, OH: number, OW: number, wp: number, table: number, out: number,
+    zp: number, qmin: number, qmax: number, mode: number,
+  ) => void;
 }
 
 let instance: WasmGemm | null | undefined;
+let enabled = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.QATKIT_NO_WASM !== '1';
 
-/** The instantiated module, or null where WebAssembly SIMD is unavailable (QATKIT_NO_WASM=1 also turns it off). */
+/**
+ * Turn the WebAssembly kernels off (or back on): the engine then runs its plain JS loops, same results.
+ * QATKIT_NO_WASM=1 in the environment starts with them off. Returns the previous setting.
+ */
+export function setIntWasm(on: boolean): boolean {
+  const was = enabled;
+  enabled = on;
+  return was;
+}
+
+/**
+ * The instantiated module, or null where WebAssembly SIMD is unavailable or turned off. Compiled synchronously:
+ * the module is about 2 KB, under the 4 KB browsers allow for synchronous compiles on the main thread.
+ */
 export function wasmGemm(): WasmGemm | null {
+  if (!enabled) return null;
   if (instance !== undefined) return instance;
   instance = null;
   try {
-    const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-    if (env?.QATKIT_NO_WASM === '1' || typeof WebAssembly === 'undefined') return instance;
+    if (typeof WebAssembly === 'undefined') return instance;
     const bytes = gemmModuleBytes();
     if (!WebAssembly.validate(bytes)) return instance;
     const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes));
-    const ex = inst.exports as unknown as { m: WebAssembly.Memory; gemm: WasmGemm['gemm']; conv: WasmGemm['conv'] };
-    instance = { memory: ex.m, gemm: ex.gemm, conv: ex.conv };
+    const ex = inst.exports as unknown as { m: WebAssembly.Memory } & Omit<WasmGemm, 'memory'>;
+    instance = { memory: ex.m, gemm: ex.gemm, conv: ex.conv, requant: ex.requant };
   } catch {
     instance = null;
   }

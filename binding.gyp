@@ -1,0 +1,19 @@
+{
+  "targets": [
+    {
+      "target_name": "qatkit_native",
+      "sources": [
+        "native/addon.cc",
+        "native/gemm.cc",
+        "native/conv.cc",
+        "native/ops.cc",
+        "native/threadpool.cc"
+      ],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++14", "-std=gnu++17", "-std=c++14"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-fexceptions"],
+      "defines": ["NAPI_VERSION=8"],
+      "ldflags": ["-pthread"]
+    }
+  ]
+}

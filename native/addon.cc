@@ -1,0 +1,365 @@
+// N-API surface of the qatkit native backend. Every function works in place on
+// Float32Arrays owned by JS (tfjs's cpu-backend storage); nothing is copied.
+#include <node_api.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "gemm.h"
+#include "kernels.h"
+#include "threadpool.h"
+
+namespace {
+
+struct Args {
+  napi_env env;
+  size_t argc = 16;
+  napi_value argv[16];
+  Args(napi_env e, napi_callback_info info) : env(e) {
+    napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr);
+  }
+  napi_value at(size_t i) const {
+    if (i >= argc) throw std::runtime_error("missing argument " + std::to_string(i));
+    return argv[i];
+  }
+  bool isNull(size_t i) const {
+    if (i >= argc) return true;
+    napi_valuetype t;
+    napi_typeof(env, argv[i], &t);
+    return t == napi_null || t == napi_undefined;
+  }
+  float* f32(size_t i, size_t* len = nullptr) const {
+    if (isNull(i)) {
+      if (len) *len = 0;
+      return nullptr;
+    }
+    napi_typedarray_type type;
+    size_t n;
+    void* data;
+    napi_value ab;
+    size_t off;
+    if (napi_get_typedarray_info(env, at(i), &type, &n, &data, &ab, &off) != napi_ok || type != napi_float32_array)
+      throw std::runtime_error("argument " + std::to_string(i) + " must be a Float32Array");
+    if (len) *len = n;
+    return static_cast<float*>(data);
+  }
+  const int32_t* i32(size_t i, size_t* len) const {
+    napi_typedarray_type type;
+    void* data;
+    napi_value ab;
+    size_t off;
+    if (napi_get_typedarray_info(env, at(i), &type, len, &data, &ab, &off) != napi_ok || type != napi_int32_array)
+      throw std::runtime_error("argument " + std::to_string(i) + " must be an Int32Array");
+    return static_cast<const int32_t*>(data);
+  }
+  int64_t i64(size_t i) const {
+    double v;
+    if (napi_get_value_double(env, at(i), &v) != napi_ok)
+      throw std::runtime_error("argument " + std::to_string(i) + " must be a number");
+    return (int64_t)v;
+  }
+  double f64(size_t i) const {
+    double v;
+    if (napi_get_value_double(env, at(i), &v) != napi_ok)
+      throw std::runtime_error("argument " + std::to_string(i) + " must be a number");
+    return v;
+  }
+  bool b(size_t i) const {
+    bool v;
+    if (napi_get_value_bool(env, at(i), &v) != napi_ok) return i64(i) != 0;
+    return v;
+  }
+};
+
+napi_value undef(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+template <class F>
+napi_value guard(napi_env env, F&& f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    napi_throw_error(env, nullptr, (std::string("qatkit native: ") + e.what()).c_str());
+    return nullptr;
+  }
+}
+
+void need(float* p, size_t have, int64_t want, const char* what) {
+  if (!p || (int64_t)have < want) throw std::runtime_error(std::string(what) + ": buffer too small");
+}
+
+napi_value Info(napi_env env, napi_callback_info) {
+  napi_value o, v;
+  napi_create_object(env, &o);
+  napi_create_string_utf8(env, qk::isa_name(qk::active_isa()), NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, o, "isa", v);
+  napi_create_string_utf8(env, qk::isa_name(qk::best_isa()), NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, o, "bestIsa", v);
+  napi_create_int32(env, qk::ThreadPool::get().size(), &v);
+  napi_set_named_property(env, o, "threads", v);
+  return o;
+}
+
+napi_value SetIsa(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    char buf[32] = {0};
+    size_t n;
+    napi_get_value_string_utf8(env, a.at(0), buf, sizeof buf, &n);
+    std::string s(buf);
+    qk::set_isa(s == "avx512" ? qk::Isa::Avx512 : s == "avx2" ? qk::Isa::Avx2 : qk::Isa::Generic);
+    napi_value v;
+    napi_create_string_utf8(env, qk::isa_name(qk::active_isa()), NAPI_AUTO_LENGTH, &v);
+    return v;
+  });
+}
+
+napi_value SetThreads(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    qk::ThreadPool::get().resize((int)a.i64(0));
+    return undef(env);
+  });
+}
+
+// matmul(a, b, c, batch, M, N, K, transA, transB, strideA, strideB)
+napi_value MatMul(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t na, nb, nc;
+    float *A = a.f32(0, &na), *B = a.f32(1, &nb), *C = a.f32(2, &nc);
+    const int64_t batch = a.i64(3), M = a.i64(4), N = a.i64(5), K = a.i64(6);
+    const bool ta = a.b(7), tb = a.b(8);
+    const int64_t sa = a.i64(9), sb = a.i64(10);
+    need(A, na, (batch - 1) * sa + M * K, "matmul a");
+    need(B, nb, (batch - 1) * sb + K * N, "matmul b");
+    need(C, nc, batch * M * N, "matmul c");
+    const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+    const bool manySmall = batch > 1 && (double)M * N * K < 128.0 * 128 * 128;
+    if (manySmall) {
+      qk::parallel_range(batch, 1, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; i++)
+          qk::sgemm(ta, tb, M, N, K, A + i * sa, lda, B + i * sb, ldb, C + i * M * N, N, false, true);
+      });
+    } else {
+      for (int64_t i = 0; i < batch; i++)
+        qk::sgemm(ta, tb, M, N, K, A + i * sa, lda, B + i * sb, ldb, C + i * M * N, N, false);
+    }
+    return undef(env);
+  });
+}
+
+// biasAct(c, M, N, bias|null, act, alpha, prelu|null)
+napi_value BiasAct(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nc, nbias, np;
+    float* C = a.f32(0, &nc);
+    const int64_t M = a.i64(1), N = a.i64(2);
+    float* bias = a.f32(3, &nbias);
+    const int act = (int)a.i64(4);
+    const float alpha = (float)a.f64(5);
+    float* prelu = a.f32(6, &np);
+    need(C, nc, M * N, "biasAct c");
+    if (bias && (int64_t)nbias < N) throw std::runtime_error("biasAct: bias must have N elements");
+    if (act == 6 && (!prelu || (np != 1 && (int64_t)np < N))) throw std::runtime_error("biasAct: prelu weights");
+    qk::bias_act(C, M, N, bias, act, alpha, prelu, (int64_t)np);
+    return undef(env);
+  });
+}
+
+// conv(op, dims Int32Array[15], in0, in1|null, out)
+//   dims: B H W CI OH OW CO KH KW sh sw dh dw pt pl
+//   op 0 conv fwd(x,w) 1 conv dx(dy,w) 2 conv dw(x,dy) 3 dw fwd 4 dw dx 5 dw dw
+//      6 maxpool(x) 7 maxpool grad(dy,x) 8 avgpool(x) 9 avgpool grad(dy)
+napi_value Conv(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    const int op = (int)a.i64(0);
+    size_t nd;
+    const int32_t* v = a.i32(1, &nd);
+    if (nd < 15) throw std::runtime_error("conv: dims must have 15 entries");
+    qk::Conv2DDims d{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
+    size_t n0, n1, no;
+    float *i0 = a.f32(2, &n0), *i1 = a.f32(3, &n1), *o = a.f32(4, &no);
+    const int64_t xs = d.B * d.H * d.W * d.CI, ys = d.B * d.OH * d.OW * d.CO, ws = d.KH * d.KW * d.CI * d.CO;
+    switch (op) {
+      case 0: need(i0, n0, xs, "x"); need(i1, n1, ws, "w"); need(o, no, ys, "y"); qk::conv2d_forward(d, i0, i1, o); break;
+      case 1: need(i0, n0, ys, "dy"); need(i1, n1, ws, "w"); need(o, no, xs, "dx"); qk::conv2d_backprop_input(d, i0, i1, o); break;
+      case 2: need(i0, n0, xs, "x"); need(i1, n1, ys, "dy"); need(o, no, ws, "dw"); qk::conv2d_backprop_filter(d, i0, i1, o); break;
+      case 3: need(i0, n0, xs, "x"); need(i1, n1, d.KH * d.KW * d.CO, "w"); need(o, no, ys, "y"); qk::depthwise_forward(d, i0, i1, o); break;
+      case 4: need(i0, n0, ys, "dy"); need(i1, n1, d.KH * d.KW * d.CO, "w"); need(o, no, xs, "dx"); qk::depthwise_backprop_input(d, i0, i1, o); break;
+      case 5: need(i0, n0, xs, "x"); need(i1, n1, ys, "dy"); need(o, no, d.KH * d.KW * d.CO, "dw"); qk::depthwise_backprop_filter(d, i0, i1, o); break;
+      case 6: need(i0, n0, xs, "x"); need(o, no, ys, "y"); qk::max_pool(d, i0, o); break;
+      case 7: need(i0, n0, ys, "dy"); need(i1, n1, xs, "x"); need(o, no, xs, "dx"); qk::max_pool_grad(d, i0, i1, o); break;
+      case 8: need(i0, n0, xs, "x"); need(o, no, ys, "y"); qk::avg_pool(d, i0, o); break;
+      case 9: need(i0, n0, ys, "dy"); need(o, no, xs, "dx"); qk::avg_pool_grad(d, i0, o); break;
+      default: throw std::runtime_error("conv: bad op");
+    }
+    return undef(env);
+  });
+}
+
+// binary(op, a, b, out, dims Int32Array[9]: R M C as0 as1 as2 bs0 bs1 bs2)
+napi_value Binary(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t na, nb, no, nd;
+    const int op = (int)a.i64(0);
+    float *A = a.f32(1, &na), *B = a.f32(2, &nb), *O = a.f32(3, &no);
+    const int32_t* d = a.i32(4, &nd);
+    if (nd < 9) throw std::runtime_error("binary: dims must have 9 entries");
+    const int64_t R = d[0], M = d[1], C = d[2];
+    const int64_t as[3] = {d[3], d[4], d[5]}, bs[3] = {d[6], d[7], d[8]};
+    if (as[2] > 1 || bs[2] > 1) throw std::runtime_error("binary: inner stride must be 0 or 1");
+    auto span = [&](const int64_t* s) { return R * M * C == 0 ? 0 : (R - 1) * s[0] + (M - 1) * s[1] + (C - 1) * s[2] + 1; };
+    need(A, na, span(as), "binary a");
+    need(B, nb, span(bs), "binary b");
+    need(O, no, R * M * C, "binary out");
+    qk::binary(op, A, as, B, bs, O, R, M, C);
+    return undef(env);
+  });
+}
+
+// unary(op, x, y, alpha)
+napi_value Unary(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, ny;
+    const int op = (int)a.i64(0);
+    float *X = a.f32(1, &nx), *Y = a.f32(2, &ny);
+    need(Y, ny, (int64_t)nx, "unary out");
+    qk::unary(op, X, Y, (int64_t)nx, (float)a.f64(3));
+    return undef(env);
+  });
+}
+
+// reduce(op, x, out, outer, mid, inner)
+napi_value Reduce(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, no;
+    const int op = (int)a.i64(0);
+    float *X = a.f32(1, &nx), *O = a.f32(2, &no);
+    const int64_t outer = a.i64(3), mid = a.i64(4), inner = a.i64(5);
+    need(X, nx, outer * mid * inner, "reduce x");
+    need(O, no, outer * inner, "reduce out");
+    qk::reduce(op, X, O, outer, mid, inner);
+    return undef(env);
+  });
+}
+
+// batchNorm(x, mean, var, offset|null, scale|null, eps, y, C)
+napi_value BatchNorm(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, nm, nv, no, ns, ny;
+    float *X = a.f32(0, &nx), *Mn = a.f32(1, &nm), *V = a.f32(2, &nv), *Of = a.f32(3, &no), *S = a.f32(4, &ns);
+    const float eps = (float)a.f64(5);
+    float* Y = a.f32(6, &ny);
+    const int64_t C = a.i64(7);
+    need(Y, ny, (int64_t)nx, "batchNorm y");
+    auto ok = [&](float* p, size_t n) { return !p || n == 1 || (int64_t)n == C; };
+    if (!Mn || !V || !ok(Mn, nm) || !ok(V, nv) || !ok(Of, no) || !ok(S, ns) || C <= 0 || nx % C)
+      throw std::runtime_error("batchNorm: parameters must have 1 or C elements");
+    qk::batch_norm(X, Mn, nm, V, nv, Of, no, S, ns, eps, Y, (int64_t)nx, C);
+    return undef(env);
+  });
+}
+
+// softmax(x, y, R, C)
+napi_value Softmax(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, ny;
+    float *X = a.f32(0, &nx), *Y = a.f32(1, &ny);
+    const int64_t R = a.i64(2), C = a.i64(3);
+    need(X, nx, R * C, "softmax x");
+    need(Y, ny, R * C, "softmax y");
+    qk::softmax(X, Y, R, C);
+    return undef(env);
+  });
+}
+
+// fakeQuant(x, y, scale, zp, nch, inner, qmin, qmax, mn|null, mx|null)
+napi_value FakeQuant(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, ny, ns, nz, nmn, nmx;
+    float *X = a.f32(0, &nx), *Y = a.f32(1, &ny), *S = a.f32(2, &ns), *Z = a.f32(3, &nz);
+    const int64_t nch = a.i64(4), inner = a.i64(5);
+    float *Mn = a.f32(8, &nmn), *Mx = a.f32(9, &nmx);
+    need(Y, ny, (int64_t)nx, "fakeQuant y");
+    need(S, ns, nch, "fakeQuant scale");
+    need(Z, nz, nch, "fakeQuant zeroPoint");
+    if (Mn) { need(Mn, nmn, nch, "fakeQuant min"); need(Mx, nmx, nch, "fakeQuant max"); }
+    if (inner <= 0 || nch <= 0) throw std::runtime_error("fakeQuant: bad channel layout");
+    qk::fake_quant(X, Y, (int64_t)nx, S, Z, nch, inner, (float)a.f64(6), (float)a.f64(7), Mn, Mx);
+    return undef(env);
+  });
+}
+
+// fakeQuantGrad(dy, x, dx, scale, zp, nch, inner, qmin, qmax, dscale|null, dzp|null)
+napi_value FakeQuantGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t ng, nx, nd, ns, nz, nds, ndz;
+    float *G = a.f32(0, &ng), *X = a.f32(1, &nx), *D = a.f32(2, &nd), *S = a.f32(3, &ns), *Z = a.f32(4, &nz);
+    const int64_t nch = a.i64(5), inner = a.i64(6);
+    float *DS = a.f32(9, &nds), *DZ = a.f32(10, &ndz);
+    need(G, ng, (int64_t)nx, "fakeQuantGrad dy");
+    need(D, nd, (int64_t)nx, "fakeQuantGrad dx");
+    need(S, ns, nch, "fakeQuantGrad scale");
+    need(Z, nz, nch, "fakeQuantGrad zeroPoint");
+    if (DS) need(DS, nds, nch, "fakeQuantGrad dscale");
+    if (DZ) need(DZ, ndz, nch, "fakeQuantGrad dzp");
+    if (inner <= 0 || nch <= 0) throw std::runtime_error("fakeQuantGrad: bad channel layout");
+    qk::fake_quant_grad(G, X, D, (int64_t)nx, S, Z, nch, inner, (float)a.f64(7), (float)a.f64(8), DS, DZ);
+    return undef(env);
+  });
+}
+
+// minMax(x, nch, inner, mn, mx)
+napi_value MinMax(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, nmn, nmx;
+    float* X = a.f32(0, &nx);
+    const int64_t nch = a.i64(1), inner = a.i64(2);
+    float *Mn = a.f32(3, &nmn), *Mx = a.f32(4, &nmx);
+    need(Mn, nmn, nch, "minMax min");
+    need(Mx, nmx, nch, "minMax max");
+    if (inner <= 0 || nch <= 0) throw std::runtime_error("minMax: bad channel layout");
+    qk::min_max(X, (int64_t)nx, nch, inner, Mn, Mx);
+    return undef(env);
+  });
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setIsa", nullptr, SetIsa, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"matmul", nullptr, MatMul, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"biasAct", nullptr, BiasAct, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"conv", nullptr, Conv, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"binary", nullptr, Binary, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"unary", nullptr, Unary, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"reduce", nullptr, Reduce, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"batchNorm", nullptr, BatchNorm, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fakeQuant", nullptr, FakeQuant, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fakeQuantGrad", nullptr, FakeQuantGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"minMax", nullptr, MinMax, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

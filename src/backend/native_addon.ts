@@ -1,0 +1,50 @@
+// Loads build/Release/qatkit_native.node (built by scripts/build-native.mjs).
+// QATKIT_NATIVE_PATH points at another build of it.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+type F32 = Float32Array;
+type F32n = Float32Array | null;
+
+export interface NativeAddon {
+  info(): { isa: string; bestIsa: string; threads: number };
+  setIsa(isa: 'avx512' | 'avx2' | 'generic'): string;
+  setThreads(n: number): void;
+  matmul(a: F32, b: F32, c: F32, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean,
+    strideA: number, strideB: number): void;
+  biasAct(c: F32, m: number, n: number, bias: F32n, act: number, alpha: number, prelu: F32n): void;
+  conv(op: number, dims: Int32Array, in0: F32, in1: F32n, out: F32): void;
+  binary(op: number, a: F32, b: F32, out: F32, dims: Int32Array): void;
+  unary(op: number, x: F32, y: F32, alpha: number): void;
+  reduce(op: number, x: F32, out: F32, outer: number, mid: number, inner: number): void;
+  batchNorm(x: F32, mean: F32, variance: F32, offset: F32n, scale: F32n, eps: number, y: F32, c: number): void;
+  softmax(x: F32, y: F32, r: number, c: number): void;
+  fakeQuant(x: F32, y: F32, scale: F32, zp: F32, nch: number, inner: number, qmin: number, qmax: number,
+    mn: F32n, mx: F32n): void;
+  fakeQuantGrad(dy: F32, x: F32, dx: F32, scale: F32, zp: F32, nch: number, inner: number, qmin: number,
+    qmax: number, dscale: F32n, dzp: F32n): void;
+  minMax(x: F32, nch: number, inner: number, mn: F32, mx: F32): void;
+}
+
+let cached: NativeAddon | null = null;
+
+function findRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'binding.gyp'))) return dir;
+    dir = dirname(dir);
+  }
+  throw new Error('could not locate the qatkit package root (binding.gyp)');
+}
+
+/** Loads the addon or throws an Error saying why. */
+export function loadAddon(): NativeAddon {
+  if (cached) return cached;
+  const path = process.env.QATKIT_NATIVE_PATH || join(findRoot(), 'build', 'Release', 'qatkit_native.node');
+  if (!existsSync(path)) throw new Error(`native addon not built (${path} missing)`);
+  const require = createRequire(import.meta.url);
+  cached = require(path) as NativeAddon;
+  return cached;
+}

@@ -1,0 +1,12 @@
+// The integer engine's public API. Browser-safe: the node-only ONNX test runner is ./onnx_tests.js.
+export { type IntSession, type IntSessionOptions, createIntSession, runInt, unsupportedNodes } from './engine.js';
+export {
+  type IntKernel, type KernelContext, type Requant,
+  getIntKernel, listIntKernels, registerIntKernel, unregisterIntKernel,
+} from './registry.js';
+export {
+  type QuantizedMultiplier, multiplierValue, multiplyByQuantizedMultiplier, quantizeMultiplier, quantizeMultipliers,
+  roundingDivideByPOT, saturatingRoundingDoublingHighMul,
+} from './fixedpoint.js';
+export { BUILTIN_INT_KERNELS, registerBuiltinIntKernels } from './kernels/index.js';
+export { setIntWasm } from './kernels/wasm_gemm.js';
