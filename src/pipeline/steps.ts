@@ -1,7 +1,8 @@
 // The steps of the QAT/PTQ flow on graphs: train float, PTQ, QAT, evaluate. The CLI and the benchmark call these.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Dataset } from '../data/datasets.js';
-import type { Graph } from '../graph/ir.js';
+import type { Graph, TensorData } from '../graph/ir.js';
+import type { Batch } from '../data/batches.js';
 import { Session } from '../ops/session.js';
 import { calibrate } from '../ptq/calibrate.js';
 import type { Recipe } from '../spec/quantspec.js';
@@ -73,35 +74,60 @@ export function evaluateGraph(g: Graph, ds: Dataset, batchSize = 256): EvalResul
   }
 }
 
-/** Train a float graph in place of a copy; returns the trained graph. */
+interface FitExtra {
+  afterStep?(step: number): void;
+  /** state beyond the session's buffers that a checkpoint must hold */
+  state?: { get(): Record<string, unknown>; set(st: Record<string, unknown>): void };
+  /** what the checkpoint's config hash covers besides the training budget */
+  config: unknown;
+}
+
+/** The training loop on a session: BN running stats applied after each step, buffers saved in checkpoints. */
+function fit(s: Session, data: Dataset, budget: Budget, opts: StepOptions, lossFn: (b: Batch) => tf.Scalar, extra: FitExtra): Promise<TrainResult> {
+  const buffers = () => Object.fromEntries(Object.entries(s.state()).filter(([n]) => s.bufferNames.has(n)));
+  return train({
+    params: s.params(),
+    lossFn,
+    data,
+    epochs: budget.epochs,
+    batchSize: budget.batchSize,
+    seed: budget.seed ?? 0,
+    optimizer: optimizerOf(budget),
+    schedule: { kind: 'cosine', warmupSteps: budget.warmupSteps ?? 0 },
+    hooks: {
+      afterStep: (step) => {
+        s.applyUpdates();
+        extra.afterStep?.(step);
+      },
+    },
+    checkpoint: opts.checkpoint
+      ? {
+          path: opts.checkpoint,
+          everySteps: 200,
+          getState: () => ({ buffers: buffers(), ...extra.state?.get() }),
+          setState: (st) => {
+            s.load(st.buffers as Record<string, TensorData>);
+            extra.state?.set(st);
+          },
+          config: extra.config,
+        }
+      : undefined,
+    progress: opts.progress,
+    log: opts.log,
+  });
+}
+
+/** Train a float graph; its initializers are updated with the trained values, and it is returned. */
 export async function trainFloat(g: Graph, data: Dataset, budget: Budget, opts: StepOptions = {}): Promise<{ graph: Graph; result: TrainResult }> {
   const s = new Session(g);
   const name = inputName(g);
   try {
-    const result = await train({
-      params: s.params(),
-      lossFn: (b) => softmaxCrossEntropy(s.run({ [name]: b.x }, { training: true })[0], b.y),
-      data,
-      epochs: budget.epochs,
-      batchSize: budget.batchSize,
-      seed: budget.seed ?? 0,
-      optimizer: optimizerOf(budget),
-      schedule: { kind: 'cosine', warmupSteps: budget.warmupSteps ?? 0 },
-      hooks: { afterStep: () => s.applyUpdates() },
-      checkpoint: opts.checkpoint
-        ? { path: opts.checkpoint, everySteps: 200, getState: () => ({ buffers: bufferState(s) }), setState: (st) => s.load(st.buffers as never), config: { kind: 'float', graph: g.name } }
-        : undefined,
-      progress: opts.progress,
-      log: opts.log,
-    });
+    const lossFn = (b: Batch) => softmaxCrossEntropy(s.run({ [name]: b.x }, { training: true })[0], b.y);
+    const result = await fit(s, data, budget, opts, lossFn, { config: { kind: 'float', graph: g.name } });
     return { graph: s.writeBack(), result };
   } finally {
     s.dispose();
   }
-}
-
-function bufferState(s: Session) {
-  return Object.fromEntries(Object.entries(s.state()).filter(([n]) => s.bufferNames.has(n)));
 }
 
 export interface QatOptions extends StepOptions {
@@ -131,45 +157,28 @@ export async function qat(floatGraph: Graph, recipe: Recipe, data: Dataset, budg
   try {
     calibrate(s, ctrl, data, { batches: opts.calibrationBatches ?? 8, batchSize: budget.batchSize, seed: (budget.seed ?? 0) + 1 });
     ctrl.observing = freezeObs > 0;
-    const result = await train({
-      params: s.params(),
-      lossFn: (b) => {
-        const logits = s.run({ [name]: b.x }, { training: true })[0];
-        const ce = softmaxCrossEntropy(logits, b.y);
-        if (!teacher || !opts.distill) return ce;
-        const t = teacher.run({ [name]: b.x })[0]; // only the student's params are differentiated
-        const { alpha, temperature } = opts.distill;
-        return tf.add(tf.mul(ce, 1 - alpha), tf.mul(klDistillation(logits, t, temperature), alpha)) as tf.Scalar;
+    const lossFn = (b: Batch) => {
+      const logits = s.run({ [name]: b.x }, { training: true })[0];
+      const ce = softmaxCrossEntropy(logits, b.y);
+      if (!teacher || !opts.distill) return ce;
+      const t = teacher.run({ [name]: b.x })[0]; // only the student's params are differentiated
+      const { alpha, temperature } = opts.distill;
+      return tf.add(tf.mul(ce, 1 - alpha), tf.mul(klDistillation(logits, t, temperature), alpha)) as tf.Scalar;
+    };
+    const result = await fit(s, data, budget, opts, lossFn, {
+      afterStep: (step) => {
+        if (step + 1 >= freezeObs) ctrl.observing = false;
+        if (step + 1 >= freezeBn) s.bnFrozen = true;
       },
-      data,
-      epochs: budget.epochs,
-      batchSize: budget.batchSize,
-      seed: budget.seed ?? 0,
-      optimizer: optimizerOf(budget),
-      schedule: { kind: 'cosine', warmupSteps: budget.warmupSteps ?? 0 },
-      hooks: {
-        afterStep: (step) => {
-          s.applyUpdates();
-          if (step + 1 >= freezeObs) ctrl.observing = false;
-          if (step + 1 >= freezeBn) s.bnFrozen = true;
+      state: {
+        get: () => ({ observers: ctrl.state(), observing: ctrl.observing, bnFrozen: s.bnFrozen }),
+        set: (st) => {
+          ctrl.load(st.observers as Record<string, ObserverState>);
+          ctrl.observing = st.observing as boolean;
+          s.bnFrozen = st.bnFrozen as boolean;
         },
       },
-      checkpoint: opts.checkpoint
-        ? {
-            path: opts.checkpoint,
-            everySteps: 200,
-            getState: () => ({ buffers: bufferState(s), observers: ctrl.state(), observing: ctrl.observing, bnFrozen: s.bnFrozen }),
-            setState: (st) => {
-              s.load(st.buffers as never);
-              ctrl.load(st.observers as Record<string, ObserverState>);
-              ctrl.observing = st.observing as boolean;
-              s.bnFrozen = st.bnFrozen as boolean;
-            },
-            config: { kind: 'qat', recipe, freezeObs, freezeBn, distill: opts.distill ?? null },
-          }
-        : undefined,
-      progress: opts.progress,
-      log: opts.log,
+      config: { kind: 'qat', recipe, freezeObs, freezeBn, distill: opts.distill ?? null },
     });
     return { graph: foldConvBn(s.writeBack()), result };
   } finally {

@@ -41,6 +41,12 @@ export function foldedConvParams(
   return { w: floatTensor(w.dims, wd), b: floatTensor([O], bd) };
 }
 
+/** Folded weight and bias of a conv (weight, optional bias) and a BN's (gamma, beta, mean, var) initializers. */
+function foldNamed(g: Graph, node: Node, w: string, b: string | undefined, bn: string[], eps: number) {
+  const [gamma, beta, mean, variance] = bn.map((n) => f32(g, n, node));
+  return foldedConvParams(g.initializers.get(w)!, b ? f32(g, b, node) : undefined, gamma, beta, mean, variance, eps);
+}
+
 interface ConvBnMatch {
   conv: Node;
   bn: Node;
@@ -72,16 +78,7 @@ function dropUnused(g: Graph): void {
 export function foldBatchNorm(g: Graph): Graph {
   const names = allNames(g);
   for (const { conv, bn } of convBnPairs(g)) {
-    const [, gName, bName, mName, vName] = bn.inputs;
-    const folded = foldedConvParams(
-      g.initializers.get(conv.inputs[1])!,
-      conv.inputs[2] ? f32(g, conv.inputs[2], conv) : undefined,
-      f32(g, gName, bn),
-      f32(g, bName, bn),
-      f32(g, mName, bn),
-      f32(g, vName, bn),
-      attrFloat(bn, 'epsilon', 1e-5),
-    );
+    const folded = foldNamed(g, bn, conv.inputs[1], conv.inputs[2], bn.inputs.slice(1, 5), attrFloat(bn, 'epsilon', 1e-5));
     const wName = uniqueName(g, `${conv.name}.weight_folded`, names);
     const biasName = uniqueName(g, `${conv.name}.bias_folded`, names);
     g.initializers.set(wName, folded.w);
@@ -132,16 +129,8 @@ export function foldConvBn(g: Graph): Graph {
       out.push(n);
       continue;
     }
-    const [x, wName, bName, gName, betaName, mName, vName, sName, zName] = n.inputs;
-    const folded = foldedConvParams(
-      g.initializers.get(wName)!,
-      bName ? f32(g, bName, n) : undefined,
-      f32(g, gName, n),
-      f32(g, betaName, n),
-      f32(g, mName, n),
-      f32(g, vName, n),
-      attrFloat(n, 'epsilon', 1e-5),
-    );
+    const [x, wName, bName, , , , , sName, zName] = n.inputs;
+    const folded = foldNamed(g, n, wName, bName, n.inputs.slice(3, 7), attrFloat(n, 'epsilon', 1e-5));
     const wf = uniqueName(g, `${n.name}.weight_folded`, names);
     const bf = uniqueName(g, `${n.name}.bias_folded`, names);
     const wq = uniqueName(g, `${n.name}.weight_q`, names);
