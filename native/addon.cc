@@ -2,6 +2,8 @@
 // Float32Arrays owned by JS (tfjs's cpu-backend storage); nothing is copied.
 #include <node_api.h>
 
+#include <malloc.h>
+
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -43,6 +45,32 @@ struct Args {
       throw std::runtime_error("argument " + std::to_string(i) + " must be a Float32Array");
     if (len) *len = n;
     return static_cast<float*>(data);
+  }
+  // Any typed array: its data, element count and element size in bytes.
+  void* raw(size_t i, size_t* len, int* elemSize) const {
+    napi_typedarray_type type;
+    void* data;
+    napi_value ab;
+    size_t off;
+    if (napi_get_typedarray_info(env, at(i), &type, len, &data, &ab, &off) != napi_ok)
+      throw std::runtime_error("argument " + std::to_string(i) + " must be a typed array");
+    switch (type) {
+      case napi_int8_array: case napi_uint8_array: case napi_uint8_clamped_array: *elemSize = 1; break;
+      case napi_int16_array: case napi_uint16_array: *elemSize = 2; break;
+      case napi_int32_array: case napi_uint32_array: case napi_float32_array: *elemSize = 4; break;
+      default: *elemSize = 8; break;
+    }
+    return data;
+  }
+  uint8_t* u8(size_t i, size_t* len) const {
+    if (isNull(i)) {
+      *len = 0;
+      return nullptr;
+    }
+    int es;
+    void* p = raw(i, len, &es);
+    if (es != 1) throw std::runtime_error("argument " + std::to_string(i) + " must be a Uint8Array");
+    return static_cast<uint8_t*>(p);
   }
   const int32_t* i32(size_t i, size_t* len) const {
     napi_typedarray_type type;
@@ -339,7 +367,146 @@ napi_value MinMax(napi_env env, napi_callback_info info) {
   });
 }
 
+// transpose(x, out, shape Int32Array, perm Int32Array): 4-byte elements (float32, int32)
+napi_value Transpose(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, no, ns, np;
+    int ex, eo;
+    void* X = a.raw(0, &nx, &ex);
+    void* O = a.raw(1, &no, &eo);
+    const int32_t* sh = a.i32(2, &ns);
+    const int32_t* pm = a.i32(3, &np);
+    if (ex != 4 || eo != 4) throw std::runtime_error("transpose: 4-byte element arrays only");
+    if (ns != np || ns > 16) throw std::runtime_error("transpose: shape and perm must match (rank <= 16)");
+    int64_t shape[16], total = 1;
+    int perm[16];
+    bool seen[16] = {false};
+    for (size_t i = 0; i < ns; i++) {
+      shape[i] = sh[i];
+      total *= sh[i];
+      perm[i] = pm[i];
+      if (pm[i] < 0 || pm[i] >= (int)ns || seen[pm[i]]) throw std::runtime_error("transpose: bad perm");
+      seen[pm[i]] = true;
+    }
+    if ((int64_t)nx < total || (int64_t)no < total) throw std::runtime_error("transpose: buffer too small");
+    if (total > 0) qk::transpose((const uint32_t*)X, (uint32_t*)O, shape, perm, (int)ns);
+    return undef(env);
+  });
+}
+
+// compare(op, a, b, out Uint8Array, dims Int32Array[9])
+napi_value Compare(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t na, nb, no, nd;
+    const int op = (int)a.i64(0);
+    float *A = a.f32(1, &na), *B = a.f32(2, &nb);
+    uint8_t* O = a.u8(3, &no);
+    const int32_t* d = a.i32(4, &nd);
+    if (nd < 9) throw std::runtime_error("compare: dims must have 9 entries");
+    const int64_t R = d[0], M = d[1], C = d[2];
+    const int64_t as[3] = {d[3], d[4], d[5]}, bs[3] = {d[6], d[7], d[8]};
+    if (as[2] > 1 || bs[2] > 1) throw std::runtime_error("compare: inner stride must be 0 or 1");
+    auto span = [&](const int64_t* s) { return (R - 1) * s[0] + (M - 1) * s[1] + (C - 1) * s[2] + 1; };
+    need(A, na, span(as), "compare a");
+    need(B, nb, span(bs), "compare b");
+    if (!O || (int64_t)no < R * M * C) throw std::runtime_error("compare out: buffer too small");
+    qk::compare(op, A, as, B, bs, O, R, M, C);
+    return undef(env);
+  });
+}
+
+// logical(op, a, b|null, out): 0 and, 1 or, 2 not
+napi_value Logical(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t na, nb, no;
+    const int op = (int)a.i64(0);
+    uint8_t *A = a.u8(1, &na), *B = a.u8(2, &nb), *O = a.u8(3, &no);
+    if (!A || !O || no < na || (op != 2 && (!B || nb < na))) throw std::runtime_error("logical: buffer too small");
+    qk::logical(op, A, B, O, (int64_t)na);
+    return undef(env);
+  });
+}
+
+// select(cond Uint8Array, t, e, out)
+napi_value Select(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nc, nt, ne, no;
+    uint8_t* Cn = a.u8(0, &nc);
+    float *T = a.f32(1, &nt), *E = a.f32(2, &ne), *O = a.f32(3, &no);
+    if (!Cn || nc < nt || ne < nt) throw std::runtime_error("select: sizes differ");
+    need(O, no, (int64_t)nt, "select out");
+    qk::select(Cn, T, E, O, (int64_t)nt);
+    return undef(env);
+  });
+}
+
+// clip(x, y, lo, hi)
+napi_value Clip(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, ny;
+    float *X = a.f32(0, &nx), *Y = a.f32(1, &ny);
+    need(Y, ny, (int64_t)nx, "clip out");
+    qk::clip(X, Y, (int64_t)nx, (float)a.f64(2), (float)a.f64(3));
+    return undef(env);
+  });
+}
+
+// batchNormTrain(x, C, scale|null, offset|null, eps, y, mean, var, invstd)
+napi_value BatchNormTrain(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, ns, no, ny, nm, nv, ni;
+    float* X = a.f32(0, &nx);
+    const int64_t C = a.i64(1);
+    float *S = a.f32(2, &ns), *Of = a.f32(3, &no);
+    const float eps = (float)a.f64(4);
+    float *Y = a.f32(5, &ny), *Mn = a.f32(6, &nm), *V = a.f32(7, &nv), *I = a.f32(8, &ni);
+    if (C <= 0 || nx % C || nx == 0) throw std::runtime_error("batchNormTrain: x size must be a non-zero multiple of C");
+    if ((S && (int64_t)ns < C) || (Of && (int64_t)no < C)) throw std::runtime_error("batchNormTrain: scale/offset need C values");
+    need(Y, ny, (int64_t)nx, "batchNormTrain y");
+    need(Mn, nm, C, "mean");
+    need(V, nv, C, "var");
+    need(I, ni, C, "invstd");
+    qk::batch_norm_train(X, (int64_t)nx / C, C, S, Of, eps, Y, Mn, V, I);
+    return undef(env);
+  });
+}
+
+// batchNormTrainGrad(dy, x, C, mean, invstd, scale|null, dx, dscale, doffset)
+napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t ng, nx, nm, ni, ns, nd, nds, ndo;
+    float *G = a.f32(0, &ng), *X = a.f32(1, &nx);
+    const int64_t C = a.i64(2);
+    float *Mn = a.f32(3, &nm), *I = a.f32(4, &ni), *S = a.f32(5, &ns), *D = a.f32(6, &nd), *DS = a.f32(7, &nds),
+          *DO = a.f32(8, &ndo);
+    if (C <= 0 || nx % C || nx == 0) throw std::runtime_error("batchNormTrainGrad: x size must be a non-zero multiple of C");
+    need(G, ng, (int64_t)nx, "dy");
+    need(D, nd, (int64_t)nx, "dx");
+    need(Mn, nm, C, "mean");
+    need(I, ni, C, "invstd");
+    if (S && (int64_t)ns < C) throw std::runtime_error("batchNormTrainGrad: scale needs C values");
+    need(DS, nds, C, "dscale");
+    need(DO, ndo, C, "doffset");
+    qk::batch_norm_train_grad(G, X, (int64_t)nx / C, C, Mn, I, S, D, DS, DO);
+    return undef(env);
+  });
+}
+
 napi_value Init(napi_env env, napi_value exports) {
+#if defined(__GLIBC__)
+  // Every kernel output is a fresh Float32Array. glibc serves large blocks with mmap, so each
+  // output would page-fault on first write (for a 2 MB tensor, ~10x the cost of a simple
+  // element-wise kernel). Serve them from the heap instead and keep freed memory for reuse.
+  mallopt(M_MMAP_THRESHOLD, 512 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
   const napi_property_descriptor props[] = {
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setIsa", nullptr, SetIsa, nullptr, nullptr, nullptr, napi_default, nullptr},
@@ -355,6 +522,13 @@ napi_value Init(napi_env env, napi_value exports) {
       {"fakeQuant", nullptr, FakeQuant, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fakeQuantGrad", nullptr, FakeQuantGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"minMax", nullptr, MinMax, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"transpose", nullptr, Transpose, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"compare", nullptr, Compare, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"logical", nullptr, Logical, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"select", nullptr, Select, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"clip", nullptr, Clip, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"batchNormTrain", nullptr, BatchNormTrain, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"batchNormTrainGrad", nullptr, BatchNormTrainGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

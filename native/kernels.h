@@ -31,7 +31,7 @@ void binary(int op, const float* a, const int64_t* as, const float* b, const int
             int64_t M, int64_t C);
 
 enum UnOp { kRelu, kRelu6, kStep, kNeg, kExp, kLog, kSqrt, kRsqrt, kSquare, kAbs, kSigmoid, kTanh, kElu,
-            kLeakyRelu, kReciprocal, kLog1p, kSoftplus, kIdentity };
+            kLeakyRelu, kReciprocal, kLog1p, kSoftplus, kRound, kFloor, kCeil, kIdentity };
 void unary(int op, const float* x, float* y, int64_t n, float alpha);
 
 // out[o, i] = reduce_m x[o, m, i]
@@ -57,5 +57,22 @@ void fake_quant(const float* x, float* y, int64_t n, const float* scale, const f
 void fake_quant_grad(const float* dy, const float* x, float* dx, int64_t n, const float* scale, const float* zp,
                      int64_t nch, int64_t inner, float qmin, float qmax, float* dscale, float* dzp);
 void min_max(const float* x, int64_t n, int64_t nch, int64_t inner, float* mn, float* mx);
+
+// Permutes a tensor of 4-byte elements.
+void transpose(const uint32_t* x, uint32_t* out, const int64_t* shape, const int* perm, int rank);
+// Comparisons (0 >, 1 >=, 2 <, 3 <=, 4 ==, 5 !=) with binary()'s broadcasting, bool (uint8) out.
+void compare(int op, const float* a, const int64_t* as, const float* b, const int64_t* bs, uint8_t* out, int64_t R,
+             int64_t M, int64_t C);
+// 0 and, 1 or, 2 not (b unused) on bool tensors of equal size.
+void logical(int op, const uint8_t* a, const uint8_t* b, uint8_t* out, int64_t n);
+void select(const uint8_t* cond, const float* t, const float* e, float* out, int64_t n);
+void clip(const float* x, float* y, int64_t n, float lo, float hi);
+
+// Training-mode batch norm over the rows of x[R, C]: batch mean, biased variance, 1/sqrt(var+eps).
+void batch_norm_train(const float* x, int64_t R, int64_t C, const float* scale, const float* offset, float eps,
+                      float* y, float* mean, float* var, float* invstd);
+// Its backward (the batch statistics are functions of x): dx, dscale = sum(dy*xhat), doffset = sum(dy).
+void batch_norm_train_grad(const float* dy, const float* x, int64_t R, int64_t C, const float* mean,
+                           const float* invstd, const float* scale, float* dx, float* dscale, float* doffset);
 
 }  // namespace qk

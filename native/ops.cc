@@ -100,6 +100,9 @@ static inline __attribute__((always_inline)) float un(float x, float alpha) {
   if (OP == kReciprocal) return 1.f / x;
   if (OP == kLog1p) return std::log1p(x);
   if (OP == kSoftplus) return x > 20.f ? x : std::log1p(std::exp(x));
+  if (OP == kRound) return std::nearbyint(x);  // half to even, as tfjs
+  if (OP == kFloor) return std::floor(x);
+  if (OP == kCeil) return std::ceil(x);
   return x;
 }
 
@@ -112,7 +115,7 @@ QK_MULTI(void, unary_range, (int op, const float* x, float* y, int64_t s, int64_
     QK_UN_CASE(kRelu) QK_UN_CASE(kRelu6) QK_UN_CASE(kStep) QK_UN_CASE(kNeg) QK_UN_CASE(kExp) QK_UN_CASE(kLog)
     QK_UN_CASE(kSqrt) QK_UN_CASE(kRsqrt) QK_UN_CASE(kSquare) QK_UN_CASE(kAbs) QK_UN_CASE(kSigmoid)
     QK_UN_CASE(kTanh) QK_UN_CASE(kElu) QK_UN_CASE(kLeakyRelu) QK_UN_CASE(kReciprocal) QK_UN_CASE(kLog1p)
-    QK_UN_CASE(kSoftplus)
+    QK_UN_CASE(kSoftplus) QK_UN_CASE(kRound) QK_UN_CASE(kFloor) QK_UN_CASE(kCeil)
     default: std::memmove(y + s, x + s, sizeof(float) * (e - s)); break;
   }
 }
@@ -409,6 +412,298 @@ void min_max(const float* x, int64_t n, int64_t nch, int64_t inner, float* mn, f
     mn[c] = lo;
     mx[c] = hi;
   }
+}
+
+}  // namespace qk
+
+namespace qk {
+
+// ---------------------------------------------------------------- transpose
+// out = x permuted; 4-byte elements. Dims that stay adjacent are merged first, so NCHW <->
+// NHWC becomes a batched 2-D transpose, done in cache-sized tiles.
+void transpose(const uint32_t* x, uint32_t* out, const int64_t* shape, const int* perm, int rank) {
+  // merge input dims i, i+1 when perm keeps them adjacent and in order
+  std::vector<int64_t> dims;
+  std::vector<int> p;
+  {
+    std::vector<int64_t> sh(shape, shape + rank);
+    std::vector<int> pm(perm, perm + rank);
+    // drop size-1 dims
+    std::vector<int> keep;
+    for (int i = 0; i < rank; i++)
+      if (sh[i] != 1) keep.push_back(i);
+    std::vector<int> newIndex(rank, -1);
+    for (size_t j = 0; j < keep.size(); j++) newIndex[keep[j]] = (int)j;
+    std::vector<int64_t> s2;
+    for (int k : keep) s2.push_back(sh[k]);
+    std::vector<int> p2;
+    for (int i = 0; i < rank; i++)
+      if (newIndex[pm[i]] >= 0) p2.push_back(newIndex[pm[i]]);
+    // merge runs in the output order that are consecutive input dims
+    std::vector<std::vector<int>> groups;
+    for (int d : p2) {
+      if (!groups.empty() && groups.back().back() + 1 == d) groups.back().push_back(d);
+      else groups.push_back({d});
+    }
+    // groups are in output order; number them by input order
+    std::vector<int> order(groups.size());
+    for (size_t g = 0; g < groups.size(); g++) order[g] = (int)g;
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return groups[a][0] < groups[b][0]; });
+    std::vector<int> rankOf(groups.size());
+    for (size_t r = 0; r < order.size(); r++) rankOf[order[r]] = (int)r;
+    dims.resize(groups.size());
+    for (size_t g = 0; g < groups.size(); g++) {
+      int64_t n = 1;
+      for (int d : groups[g]) n *= s2[d];
+      dims[rankOf[g]] = n;
+    }
+    p.resize(groups.size());
+    for (size_t g = 0; g < groups.size(); g++) p[g] = rankOf[g];
+  }
+  const int r = (int)dims.size();
+  int64_t total = 1;
+  for (int64_t d : dims) total *= d;
+  if (r <= 1) {
+    std::memcpy(out, x, sizeof(uint32_t) * total);
+    return;
+  }
+  if ((r == 2 && p[0] == 1) || (r == 3 && p[0] == 0 && p[1] == 2 && p[2] == 1)) {
+    const int64_t B = r == 3 ? dims[0] : 1, R = dims[r - 2], C = dims[r - 1];
+    constexpr int64_t T = 32;
+    const int64_t tilesR = (R + T - 1) / T;
+    parallel_range(B * tilesR, 4, [&](int64_t s, int64_t e) {
+      for (int64_t q = s; q < e; q++) {
+        const int64_t b = q / tilesR, r0 = (q % tilesR) * T, r1 = std::min(R, r0 + T);
+        const uint32_t* xb = x + b * R * C;
+        uint32_t* ob = out + b * R * C;
+        for (int64_t c0 = 0; c0 < C; c0 += T) {
+          const int64_t c1 = std::min(C, c0 + T);
+          // Contiguous writes; the tile's rows (at most 32 x 128 B) stay in L1 for the reads.
+          for (int64_t j = c0; j < c1; j++)
+            for (int64_t i = r0; i < r1; i++) ob[j * R + i] = xb[i * C + j];
+        }
+      }
+    });
+    return;
+  }
+  // General: walk the output in order, gather from the input.
+  std::vector<int64_t> istride(r), ostride(r);
+  istride[r - 1] = 1;
+  for (int i = r - 2; i >= 0; i--) istride[i] = istride[i + 1] * dims[i + 1];
+  std::vector<int64_t> odims(r), gstride(r);
+  for (int i = 0; i < r; i++) {
+    odims[i] = dims[p[i]];
+    gstride[i] = istride[p[i]];
+  }
+  const int64_t inner = odims[r - 1], ginner = gstride[r - 1];
+  const int64_t rows = total / inner;
+  parallel_range(rows, 64, [&](int64_t s, int64_t e) {
+    std::vector<int64_t> idx(r, 0);
+    int64_t rem = s;
+    for (int i = r - 2; i >= 0; i--) {
+      idx[i] = rem % odims[i];
+      rem /= odims[i];
+    }
+    for (int64_t row = s; row < e; row++) {
+      int64_t src = 0;
+      for (int i = 0; i < r - 1; i++) src += idx[i] * gstride[i];
+      uint32_t* o = out + row * inner;
+      for (int64_t j = 0; j < inner; j++) o[j] = x[src + j * ginner];
+      for (int i = r - 2; i >= 0; i--) {
+        if (++idx[i] < odims[i]) break;
+        idx[i] = 0;
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------- comparisons, logic, select
+template <int OP>
+static inline __attribute__((always_inline)) uint8_t cmp(float a, float b) {
+  if (OP == 0) return a > b;
+  if (OP == 1) return a >= b;
+  if (OP == 2) return a < b;
+  if (OP == 3) return a <= b;
+  if (OP == 4) return a == b;
+  return a != b;
+}
+
+template <int OP>
+static inline __attribute__((always_inline)) void cmp_rows(const float* a, const int64_t* as, const float* b,
+                                                           const int64_t* bs, uint8_t* o, int64_t q0, int64_t q1,
+                                                           int64_t M, int64_t C) {
+  for (int64_t q = q0; q < q1; q++) {
+    const int64_t r = q / M, m = q % M;
+    const float* ar = a + r * as[0] + m * as[1];
+    const float* br = b + r * bs[0] + m * bs[1];
+    uint8_t* orow = o + q * C;
+    if (as[2] && bs[2])
+      for (int64_t c = 0; c < C; c++) orow[c] = cmp<OP>(ar[c], br[c]);
+    else if (as[2])
+      for (int64_t c = 0; c < C; c++) orow[c] = cmp<OP>(ar[c], br[0]);
+    else if (bs[2])
+      for (int64_t c = 0; c < C; c++) orow[c] = cmp<OP>(ar[0], br[c]);
+    else
+      for (int64_t c = 0; c < C; c++) orow[c] = cmp<OP>(ar[0], br[0]);
+  }
+}
+
+QK_MULTI(void, compare_rows,
+         (int op, const float* a, const int64_t* as, const float* b, const int64_t* bs, uint8_t* o, int64_t q0,
+          int64_t q1, int64_t M, int64_t C),
+         (op, a, as, b, bs, o, q0, q1, M, C)) {
+  switch (op) {
+    case 0: cmp_rows<0>(a, as, b, bs, o, q0, q1, M, C); break;
+    case 1: cmp_rows<1>(a, as, b, bs, o, q0, q1, M, C); break;
+    case 2: cmp_rows<2>(a, as, b, bs, o, q0, q1, M, C); break;
+    case 3: cmp_rows<3>(a, as, b, bs, o, q0, q1, M, C); break;
+    case 4: cmp_rows<4>(a, as, b, bs, o, q0, q1, M, C); break;
+    default: cmp_rows<5>(a, as, b, bs, o, q0, q1, M, C); break;
+  }
+}
+
+void compare(int op, const float* a, const int64_t* as, const float* b, const int64_t* bs, uint8_t* out, int64_t R,
+             int64_t M, int64_t C) {
+  parallel_range(R * M, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, C)),
+                 [&](int64_t s, int64_t e) { compare_rows(op, a, as, b, bs, out, s, e, M, C); });
+}
+
+QK_MULTI(void, logical_range, (int op, const uint8_t* a, const uint8_t* b, uint8_t* o, int64_t s, int64_t e),
+         (op, a, b, o, s, e)) {
+  if (op == 0)
+    for (int64_t i = s; i < e; i++) o[i] = a[i] & b[i];
+  else if (op == 1)
+    for (int64_t i = s; i < e; i++) o[i] = a[i] | b[i];
+  else
+    for (int64_t i = s; i < e; i++) o[i] = !a[i];
+}
+
+void logical(int op, const uint8_t* a, const uint8_t* b, uint8_t* out, int64_t n) {
+  parallel_range(n, kGrain, [&](int64_t s, int64_t e) { logical_range(op, a, b, out, s, e); });
+}
+
+QK_MULTI(void, select_range, (const uint8_t* c, const float* t, const float* e_, float* o, int64_t s, int64_t e),
+         (c, t, e_, o, s, e)) {
+  for (int64_t i = s; i < e; i++) o[i] = c[i] ? t[i] : e_[i];
+}
+
+void select(const uint8_t* cond, const float* t, const float* e, float* out, int64_t n) {
+  parallel_range(n, kGrain, [&](int64_t s, int64_t en) { select_range(cond, t, e, out, s, en); });
+}
+
+QK_MULTI(void, clip_range, (const float* x, float* y, int64_t s, int64_t e, float lo, float hi), (x, y, s, e, lo, hi)) {
+  for (int64_t i = s; i < e; i++) {
+    const float v = x[i];
+    y[i] = v < lo ? lo : (v > hi ? hi : v);
+  }
+}
+
+void clip(const float* x, float* y, int64_t n, float lo, float hi) {
+  parallel_range(n, kGrain, [&](int64_t s, int64_t e) { clip_range(x, y, s, e, lo, hi); });
+}
+
+}  // namespace qk
+
+namespace qk {
+
+// ---------------------------------------------------------------- batch norm, training mode
+// Statistics over all rows of x[R, C] (NHWC: R = N*H*W), per channel. Sums are taken per
+// chunk of rows in double, then merged, so results do not depend on the thread count.
+static constexpr int64_t kBnChunkRows = 1024;
+
+QK_MULTI(void, bn_sum_rows, (const float* x, int64_t r0, int64_t r1, int64_t C, const double* center, double* acc),
+         (x, r0, r1, C, center, acc)) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float* xr = x + r * C;
+    if (center)
+      for (int64_t c = 0; c < C; c++) {
+        const double d = (double)xr[c] - center[c];
+        acc[c] += d * d;
+      }
+    else
+      for (int64_t c = 0; c < C; c++) acc[c] += (double)xr[c];
+  }
+}
+
+static void bn_channel_sums(const float* x, int64_t R, int64_t C, const double* center, double* out) {
+  const int64_t chunks = (R + kBnChunkRows - 1) / kBnChunkRows;
+  std::vector<double> part((size_t)(chunks * C), 0.0);
+  ThreadPool::get().parallel_for(chunks, [&](int64_t k) {
+    bn_sum_rows(x, k * kBnChunkRows, std::min(R, (k + 1) * kBnChunkRows), C, center, &part[k * C]);
+  });
+  for (int64_t c = 0; c < C; c++) out[c] = 0.0;
+  for (int64_t k = 0; k < chunks; k++)
+    for (int64_t c = 0; c < C; c++) out[c] += part[k * C + c];
+}
+
+void batch_norm_train(const float* x, int64_t R, int64_t C, const float* scale, const float* offset, float eps,
+                      float* y, float* mean, float* var, float* invstd) {
+  std::vector<double> s(C), m(C);
+  bn_channel_sums(x, R, C, nullptr, s.data());
+  for (int64_t c = 0; c < C; c++) m[c] = s[c] / (double)R;
+  bn_channel_sums(x, R, C, m.data(), s.data());
+  std::vector<float> mul(C), add(C);
+  for (int64_t c = 0; c < C; c++) {
+    const double v = s[c] / (double)R;
+    const float is = (float)(1.0 / std::sqrt(v + (double)eps));
+    mean[c] = (float)m[c];
+    var[c] = (float)v;
+    invstd[c] = is;
+    mul[c] = is * (scale ? scale[c] : 1.f);
+    add[c] = (offset ? offset[c] : 0.f) - mean[c] * mul[c];
+  }
+  parallel_range(R, std::max<int64_t>(1, kGrain / C), [&](int64_t a, int64_t b) { bn_rows(x, mul.data(), add.data(), y, a, b, C); });
+}
+
+QK_MULTI(void, bn_grad_sums,
+         (const float* dy, const float* x, const float* mean, const float* invstd, int64_t r0, int64_t r1, int64_t C,
+          double* sdy, double* sdyx),
+         (dy, x, mean, invstd, r0, r1, C, sdy, sdyx)) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float *g = dy + r * C, *xr = x + r * C;
+    for (int64_t c = 0; c < C; c++) {
+      sdy[c] += (double)g[c];
+      sdyx[c] += (double)(g[c] * ((xr[c] - mean[c]) * invstd[c]));
+    }
+  }
+}
+
+QK_MULTI(void, bn_grad_rows,
+         (const float* dy, const float* x, const float* mean, const float* invstd, const float* k1, const float* k2,
+          const float* k3, float* dx, int64_t r0, int64_t r1, int64_t C),
+         (dy, x, mean, invstd, k1, k2, k3, dx, r0, r1, C)) {
+  // dx = k1 * dy - k2 - xhat * k3, with k1 = scale*invstd, k2 = k1*mean(dy), k3 = k1*mean(dy*xhat)
+  for (int64_t r = r0; r < r1; r++) {
+    const float *g = dy + r * C, *xr = x + r * C;
+    float* o = dx + r * C;
+    for (int64_t c = 0; c < C; c++) o[c] = k1[c] * g[c] - k2[c] - ((xr[c] - mean[c]) * invstd[c]) * k3[c];
+  }
+}
+
+void batch_norm_train_grad(const float* dy, const float* x, int64_t R, int64_t C, const float* mean,
+                           const float* invstd, const float* scale, float* dx, float* dscale, float* doffset) {
+  const int64_t chunks = (R + kBnChunkRows - 1) / kBnChunkRows;
+  std::vector<double> p1((size_t)(chunks * C), 0.0), p2((size_t)(chunks * C), 0.0);
+  ThreadPool::get().parallel_for(chunks, [&](int64_t k) {
+    bn_grad_sums(dy, x, mean, invstd, k * kBnChunkRows, std::min(R, (k + 1) * kBnChunkRows), C, &p1[k * C], &p2[k * C]);
+  });
+  std::vector<float> k1(C), k2(C), k3(C);
+  for (int64_t c = 0; c < C; c++) {
+    double a = 0, b = 0;
+    for (int64_t k = 0; k < chunks; k++) {
+      a += p1[k * C + c];
+      b += p2[k * C + c];
+    }
+    if (doffset) doffset[c] = (float)a;
+    if (dscale) dscale[c] = (float)b;
+    const float s = (scale ? scale[c] : 1.f) * invstd[c];
+    k1[c] = s;
+    k2[c] = (float)(s * a / (double)R);
+    k3[c] = (float)(s * b / (double)R);
+  }
+  parallel_range(R, std::max<int64_t>(1, kGrain / C), [&](int64_t a, int64_t b) {
+    bn_grad_rows(dy, x, mean, invstd, k1.data(), k2.data(), k3.data(), dx, a, b, C);
+  });
 }
 
 }  // namespace qk

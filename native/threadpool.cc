@@ -109,7 +109,9 @@ void ThreadPool::run_per_thread(const std::function<void(int)>& fn) {
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   ThreadPool& p = ThreadPool::get();
-  const int64_t chunks = std::min<int64_t>((n + std::max<int64_t>(1, grain) - 1) / std::max<int64_t>(1, grain), p.size());
+  // A few chunks per thread: a worker preempted on a busy machine then holds up only a small piece.
+  const int64_t chunks = std::min<int64_t>((n + std::max<int64_t>(1, grain) - 1) / std::max<int64_t>(1, grain),
+                                           p.size() == 1 ? 1 : 4 * p.size());
   if (chunks <= 1) {
     fn(0, n);
     return;

@@ -47,7 +47,7 @@ class ThreadPool {
   std::atomic<bool> busy_{false};
 };
 
-// Splits [0, n) into at most size() contiguous ranges of at least `grain`: fn(begin, end).
+// Splits [0, n) into a few contiguous ranges per thread, of at least `grain`: fn(begin, end).
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace qk

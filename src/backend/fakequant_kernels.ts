@@ -22,6 +22,7 @@ interface FqBackend {
   addon: import('./native_addon.js').NativeAddon;
   f32(t: TensorInfo): Float32Array;
   out(shape: number[], v: Float32Array): TensorInfo;
+  alloc(n: number): Float32Array;
 }
 
 function layout(shape: number[], axis: number): { nch: number; inner: number } {
@@ -51,7 +52,7 @@ function fq(observe: boolean): KernelFunc {
     const { qmin, qmax, axis } = attrsOf(attrs);
     const { nch, inner } = layout(x.shape, axis);
     const xv = be.f32(x);
-    const y = new Float32Array(xv.length);
+    const y = be.alloc(xv.length);
     const mn = observe ? new Float32Array(nch) : null, mx = observe ? new Float32Array(nch) : null;
     be.addon.fakeQuant(xv, y, params(be, scale, nch, 'scale'), params(be, zeroPoint, nch, 'zeroPoint'), nch, inner, qmin, qmax, mn, mx);
     const yi = be.out(x.shape.slice(), y);
@@ -67,7 +68,7 @@ const fqGrad: KernelFunc = ({ inputs, backend, attrs }) => {
   const { qmin, qmax, axis } = attrsOf(attrs);
   const { nch, inner } = layout(x.shape, axis);
   const xv = be.f32(x);
-  const dx = new Float32Array(xv.length), ds = new Float32Array(nch), dz = new Float32Array(nch);
+  const dx = be.alloc(xv.length), ds = new Float32Array(nch), dz = new Float32Array(nch);
   be.addon.fakeQuantGrad(be.f32(dy), xv, dx, params(be, scale, nch, 'scale'), params(be, zeroPoint, nch, 'zeroPoint'),
     nch, inner, qmin, qmax, ds, dz);
   return [be.out(x.shape.slice(), dx), be.out(scale.shape.slice(), size1(ds, scale)), be.out(zeroPoint.shape.slice(), size1(dz, zeroPoint))];

@@ -26,6 +26,13 @@ export interface NativeAddon {
   fakeQuantGrad(dy: F32, x: F32, dx: F32, scale: F32, zp: F32, nch: number, inner: number, qmin: number,
     qmax: number, dscale: F32n, dzp: F32n): void;
   minMax(x: F32, nch: number, inner: number, mn: F32, mx: F32): void;
+  transpose(x: Float32Array | Int32Array, out: Float32Array | Int32Array, shape: Int32Array, perm: Int32Array): void;
+  compare(op: number, a: F32, b: F32, out: Uint8Array, dims: Int32Array): void;
+  logical(op: number, a: Uint8Array, b: Uint8Array | null, out: Uint8Array): void;
+  select(cond: Uint8Array, t: F32, e: F32, out: F32): void;
+  clip(x: F32, y: F32, lo: number, hi: number): void;
+  batchNormTrain(x: F32, c: number, scale: F32n, offset: F32n, eps: number, y: F32, mean: F32, variance: F32, invStd: F32): void;
+  batchNormTrainGrad(dy: F32, x: F32, c: number, mean: F32, invStd: F32, scale: F32n, dx: F32, dScale: F32, dOffset: F32): void;
 }
 
 let cached: NativeAddon | null = null;

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, nativeLoadError } from './index.js';
 import { nativeAddon, nativeFallbackCounts } from './native_backend.js';
 import { compareWithCpu, randArray, randInt, relErr, rng, runOn } from './test_util.js';
+import { batchNormTrain, hasBatchNormTrainKernel } from './batchnorm_kernels.js';
 import { fakeQuantGradKernel, fakeQuantKernel, fakeQuantObserveKernel, fakeQuantWithGrad, hasFakeQuantKernel,
   minMaxKernel } from './fakequant_kernels.js';
 
@@ -220,6 +221,39 @@ test('unary ops', { skip }, async () => {
   for (const [name, op, data] of ops) await close(name, () => op(tf.tensor2d(data, [50, 100])));
 });
 
+test('Transpose: layouts, odd shapes, int32, size-1 dims', { skip }, async () => {
+  const r = rng(65);
+  const cases: [number[], number[]][] = [[[2, 3, 5, 7], [0, 2, 3, 1]], [[2, 7, 5, 3], [0, 3, 1, 2]], [[33, 65], [1, 0]],
+    [[4, 1, 6, 1, 5], [4, 2, 0, 3, 1]], [[3, 4, 5], [2, 1, 0]], [[2, 3, 4, 5], [1, 0, 3, 2]], [[6], [0]], [[1, 300, 70], [0, 2, 1]]];
+  for (const [shape, perm] of cases) {
+    const v = randArray(r, tf.util.sizeFromShape(shape));
+    await close(`transpose [${shape}] [${perm}]`, () => tf.transpose(tf.tensor(v, shape), perm));
+    const iv = Int32Array.from(v, (x) => Math.round(x * 1000));
+    await close(`transpose int32 [${shape}] [${perm}]`, () => tf.cast(tf.transpose(tf.tensor(iv, shape, 'int32'), perm), 'float32'));
+  }
+});
+
+test('comparisons, logical ops, select, clip, round/floor/ceil', { skip }, async () => {
+  const r = rng(66);
+  const av = Float32Array.from(randArray(r, 6 * 35), (x) => Math.round(x * 4) / 2); // many ties and .5s
+  const bv = Float32Array.from(randArray(r, 35), (x) => Math.round(x * 4) / 2);
+  const asBool = (t: tf.Tensor) => tf.cast(t, 'float32');
+  await close('compare', () => {
+    const a = tf.tensor2d(av, [6, 35]), b = tf.tensor1d(bv);
+    return [tf.greater(a, b), tf.greaterEqual(a, b), tf.less(a, b), tf.lessEqual(a, b), tf.equal(a, b), tf.notEqual(b, a),
+      tf.greater(a, tf.scalar(0))].map(asBool);
+  });
+  await close('logical/select', () => {
+    const a = tf.tensor2d(av, [6, 35]), b = tf.tile(tf.reshape(tf.tensor1d(bv), [1, 35]), [6, 1]);
+    const p = tf.greater(a, 0), q = tf.lessEqual(b, 0);
+    return [asBool(tf.logicalAnd(p, q)), asBool(tf.logicalOr(p, q)), asBool(tf.logicalNot(p)), tf.where(p, a, b)];
+  });
+  await close('clip/round/floor/ceil', () => {
+    const a = tf.mul(tf.tensor2d(av, [6, 35]), 3);
+    return [tf.clipByValue(a, -1.25, 2), tf.round(a), tf.round(tf.tensor1d([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 1.49])), tf.floor(a), tf.ceil(a)];
+  });
+});
+
 test('Sum/Max/Min/Mean over axes (contiguous natively, others via cpu)', { skip }, async () => {
   const r = rng(63);
   const shape = [3, 5, 7, 11];
@@ -246,6 +280,21 @@ test('FusedBatchNorm and Softmax', { skip }, async () => {
   await close('softmax', () => [tf.softmax(tf.tensor2d(x, [30, 10])), tf.softmax(tf.tensor2d(x, [300, 1]))]);
   await close('softmax cross-entropy grad', () => tf.grad((l: tf.Tensor) =>
     tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d([1, 3, 0, 9, 2], 'int32'), 10), l) as tf.Scalar)(tf.tensor2d(x.slice(0, 50), [5, 10])));
+});
+
+test('fused training batch norm (QatBatchNormTrain + Grad) matches the tfjs-op composition on cpu', { skip }, async () => {
+  assert.ok(hasBatchNormTrainKernel());
+  const r = rng(67);
+  for (const shape of [[4, 7, 7, 6], [1, 5, 3, 33], [32, 10], [3, 2, 2, 1]]) {
+    const n = tf.util.sizeFromShape(shape), c = shape[shape.length - 1];
+    const xv = randArray(r, n, -2, 3), wv = randArray(r, n), sv = randArray(r, c, 0.5, 1.5), ov = randArray(r, c);
+    await close(`batchNormTrain [${shape}]`, () => {
+      const x = tf.tensor(xv, shape), w = tf.tensor(wv, shape), s = tf.tensor1d(sv), o = tf.tensor1d(ov);
+      const { y, mean, variance } = batchNormTrain(x, s, o, 1e-3);
+      const g = tf.grads((a: tf.Tensor, b: tf.Tensor, cc: tf.Tensor) => tf.sum(tf.mul(batchNormTrain(a, b, cc, 1e-3).y, w)))([x, s, o]);
+      return [y, mean, variance, ...g];
+    });
+  }
 });
 
 // Reference fake quantization in float32 arithmetic, round half to even.

@@ -7,6 +7,7 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { loadAddon, type NativeAddon } from './native_addon.js';
 import { fakeQuantKernelConfigs } from './fakequant_kernels.js';
+import { batchNormKernelConfigs } from './batchnorm_kernels.js';
 
 export const NATIVE_BACKEND_NAME = 'qatkit-native';
 
@@ -23,6 +24,18 @@ export class NativeBackend extends MathBackendCPU {
   }
   out(shape: number[], values: Float32Array): TensorInfo {
     return this.makeTensorInfo(shape, 'float32', values);
+  }
+  /** An uninitialized output buffer (native kernels write every element). Zero-filled
+   *  Float32Arrays cost more than a typical element-wise kernel: calloc plus first-touch. */
+  alloc(n: number): Float32Array {
+    if (n === 0) return new Float32Array(0);
+    const b = Buffer.allocUnsafeSlow(n * 4);
+    return new Float32Array(b.buffer, b.byteOffset, n);
+  }
+  allocU8(n: number): Uint8Array {
+    if (n === 0) return new Uint8Array(0);
+    const b = Buffer.allocUnsafeSlow(n);
+    return new Uint8Array(b.buffer, b.byteOffset, n);
   }
 }
 
@@ -76,7 +89,7 @@ function batchMatMulImpl(be: NativeBackend, a: TensorInfo, b: TensorInfo, transA
   else if (na === 1) outBatch = bb.length >= ba.length ? bb : ba;
   else return null;
   const batch = Math.max(na, nb);
-  const out = new Float32Array(batch * m * n);
+  const out = be.alloc(batch * m * n);
   be.addon.matmul(be.f32(a), be.f32(b), out, batch, m, n, ka, transA, transB, na === 1 ? 0 : m * ka, nb === 1 ? 0 : ka * n);
   return be.out([...outBatch, m, n], out);
 }
@@ -148,7 +161,7 @@ function convForward(depthwise: boolean, fused: boolean) {
       if (activation === 'prelu' && (!preluActivationWeights || !allF32(preluActivationWeights) ||
         (size(preluActivationWeights.shape) !== co && size(preluActivationWeights.shape) !== 1))) return null;
     }
-    const out = new Float32Array(size(ci.outShape));
+    const out = be.alloc(size(ci.outShape));
     be.addon.conv(depthwise ? CONV.dwFwd : CONV.fwd, dims(ci), be.f32(x!), be.f32(filter!), out);
     if (fused) epilogue(be, out, out.length / co, co, bias, activation, leakyreluAlpha, preluActivationWeights);
     return be.out(ci.outShape, out);
@@ -161,7 +174,7 @@ const conv2DBackpropInput = kernel('Conv2DBackpropInput', (be, { inputs, attrs }
   const { inputShape } = attrs as { inputShape: number[] };
   const ci = convInfo(inputShape, filter!.shape, { ...attrs, dilations: 1 }, false);
   if (!ci) return null;
-  const out = new Float32Array(size(inputShape));
+  const out = be.alloc(size(inputShape));
   be.addon.conv(CONV.dx, dims(ci), be.f32(dy!), be.f32(filter!), out);
   return be.out(inputShape.slice(), out);
 });
@@ -172,7 +185,7 @@ const conv2DBackpropFilter = kernel('Conv2DBackpropFilter', (be, { inputs, attrs
   const { filterShape } = attrs as { filterShape: number[] };
   const ci = convInfo(x!.shape, filterShape, { ...attrs, dilations: 1 }, false);
   if (!ci) return null;
-  const out = new Float32Array(size(filterShape));
+  const out = be.alloc(size(filterShape));
   be.addon.conv(CONV.dw, dims(ci), be.f32(x!), be.f32(dy!), out);
   return be.out(filterShape.slice(), out);
 });
@@ -183,7 +196,7 @@ const depthwiseBackpropInput = kernel('DepthwiseConv2dNativeBackpropInput', (be,
   const { inputShape } = attrs as { inputShape: number[] };
   const ci = convInfo(inputShape, filter!.shape, attrs, true);
   if (!ci) return null;
-  const out = new Float32Array(size(inputShape));
+  const out = be.alloc(size(inputShape));
   be.addon.conv(CONV.dwDx, dims(ci), be.f32(dy!), be.f32(filter!), out);
   return be.out(inputShape.slice(), out);
 });
@@ -194,7 +207,7 @@ const depthwiseBackpropFilter = kernel('DepthwiseConv2dNativeBackpropFilter', (b
   const { filterShape } = attrs as { filterShape: number[] };
   const ci = convInfo(x!.shape, filterShape, attrs, true);
   if (!ci) return null;
-  const out = new Float32Array(size(filterShape));
+  const out = be.alloc(size(filterShape));
   be.addon.conv(CONV.dwDw, dims(ci), be.f32(x!), be.f32(dy!), out);
   return be.out(filterShape.slice(), out);
 });
@@ -211,7 +224,7 @@ function pool(name: string, op: number) {
     if (!allF32(x) || x!.shape.length !== 4) return null;
     const ci = poolInfo(x!.shape, attrs);
     if (ci.filterHeight === 1 && ci.filterWidth === 1 && ci.strideHeight === 1 && ci.strideWidth === 1) return null;
-    const out = new Float32Array(size(ci.outShape));
+    const out = be.alloc(size(ci.outShape));
     be.addon.conv(op, dims(ci), be.f32(x!), null, out);
     return be.out(ci.outShape, out);
   });
@@ -221,7 +234,7 @@ const maxPoolGrad = kernel('MaxPoolGrad', (be, { inputs, attrs }) => {
   const { dy, input } = inputs;
   if (!allF32(dy, input)) return null;
   const ci = poolInfo(input!.shape, attrs);
-  const out = new Float32Array(size(input!.shape));
+  const out = be.alloc(size(input!.shape));
   be.addon.conv(CONV.maxPoolGrad, dims(ci), be.f32(dy!), be.f32(input!), out);
   return be.out(input!.shape.slice(), out);
 });
@@ -232,7 +245,7 @@ const avgPoolGrad = kernel('AvgPoolGrad', (be, { inputs, attrs }) => {
   const { dy, input } = inputs;
   if (!allF32(dy, input)) return null;
   const ci = poolInfo(input!.shape, attrs);
-  const out = new Float32Array(size(input!.shape));
+  const out = be.alloc(size(input!.shape));
   be.addon.conv(CONV.avgPoolGrad, dims(ci), be.f32(dy!), null, out);
   return be.out(input!.shape.slice(), out);
 });
@@ -284,14 +297,15 @@ function binaryKernel(name: string) {
     if (n === 0) return be.out(outShape, new Float32Array(0));
     const d = broadcastDims(a!.shape, b!.shape, outShape);
     if (!d) return null;
-    const out = new Float32Array(n);
+    const out = be.alloc(n);
     be.addon.binary(op, be.f32(a!), be.f32(b!), out, d);
     return be.out(outShape, out);
   });
 }
 
 const UN: Record<string, number> = { Relu: 0, Relu6: 1, Step: 2, Neg: 3, Exp: 4, Log: 5, Sqrt: 6, Rsqrt: 7, Square: 8,
-  Abs: 9, Sigmoid: 10, Tanh: 11, Elu: 12, LeakyRelu: 13, Reciprocal: 14, Log1p: 15, Softplus: 16 };
+  Abs: 9, Sigmoid: 10, Tanh: 11, Elu: 12, LeakyRelu: 13, Reciprocal: 14, Log1p: 15, Softplus: 16, Round: 17,
+  Floor: 18, Ceil: 19 };
 
 function unaryKernel(name: string) {
   const op = UN[name];
@@ -299,12 +313,79 @@ function unaryKernel(name: string) {
     const x = inputs.x!;
     if (!allF32(x)) return null;
     const xv = be.f32(x);
-    const out = new Float32Array(xv.length);
+    const out = be.alloc(xv.length);
     const alpha = (attrs as { alpha?: number }).alpha ?? 0;
     be.addon.unary(op, xv, out, alpha);
     return be.out(x.shape.slice(), out);
   });
 }
+
+const clipByValue = kernel('ClipByValue', (be, { inputs, attrs }) => {
+  const x = inputs.x!;
+  if (!allF32(x)) return null;
+  const { clipValueMin, clipValueMax } = attrs as { clipValueMin: number; clipValueMax: number };
+  const xv = be.f32(x);
+  const out = be.alloc(xv.length);
+  be.addon.clip(xv, out, clipValueMin, clipValueMax);
+  return be.out(x.shape.slice(), out);
+});
+
+const CMP: Record<string, number> = { Greater: 0, GreaterEqual: 1, Less: 2, LessEqual: 3, Equal: 4, NotEqual: 5 };
+
+function compareKernel(name: string) {
+  const op = CMP[name];
+  return kernel(name, (be, { inputs }) => {
+    const { a, b } = inputs;
+    if (!allF32(a, b)) return null;
+    const outShape = tf.backend_util.assertAndGetBroadcastShape(a!.shape, b!.shape);
+    const n = size(outShape);
+    const d = n === 0 ? null : broadcastDims(a!.shape, b!.shape, outShape);
+    if (!d) return null;
+    const out = be.allocU8(n);
+    be.addon.compare(op, be.f32(a!), be.f32(b!), out, d);
+    return be.makeTensorInfo(outShape, 'bool', out);
+  });
+}
+
+const LOGIC: Record<string, number> = { LogicalAnd: 0, LogicalOr: 1, LogicalNot: 2 };
+
+function logicalKernel(name: string) {
+  const op = LOGIC[name];
+  return kernel(name, (be, { inputs }) => {
+    const a = op === 2 ? inputs.x! : inputs.a!, b = op === 2 ? undefined : inputs.b!;
+    const same = (t?: TensorInfo) => t == null || (t.dtype === 'bool' && t.shape.length === a.shape.length && t.shape.every((v, i) => v === a.shape[i]));
+    if (a.dtype !== 'bool' || !same(b) || size(a.shape) === 0) return null;
+    const av = be.data.get(a.dataId).values as Uint8Array;
+    const out = be.allocU8(av.length);
+    be.addon.logical(op, av, b ? (be.data.get(b.dataId).values as Uint8Array) : null, out);
+    return be.makeTensorInfo(a.shape.slice(), 'bool', out);
+  });
+}
+
+const select = kernel('Select', (be, { inputs }) => {
+  const { condition, t, e } = inputs;
+  if (!allF32(t, e) || condition!.dtype !== 'bool') return null;
+  const n = size(t!.shape);
+  if (n === 0 || size(condition!.shape) !== n || size(e!.shape) !== n) return null;
+  const out = be.alloc(n);
+  be.addon.select(be.data.get(condition!.dataId).values as Uint8Array, be.f32(t!), be.f32(e!), out);
+  return be.out(t!.shape.slice(), out);
+});
+
+const transpose = kernel('Transpose', (be, { inputs, attrs }) => {
+  const x = inputs.x!;
+  if (x.dtype !== 'float32' && x.dtype !== 'int32') return null;
+  const n = size(x.shape);
+  if (n === 0) return null;
+  const perm = (attrs as { perm: number[] }).perm;
+  const xv = be.data.get(x.dataId).values as Float32Array | Int32Array;
+  const out = be.alloc(n);
+  be.addon.transpose(xv, out, Int32Array.from(x.shape), Int32Array.from(perm));
+  const shape = perm.map((p) => x.shape[p]);
+  return x.dtype === 'int32'
+    ? be.makeTensorInfo(shape, 'int32', new Int32Array(out.buffer, out.byteOffset, n))
+    : be.out(shape, out);
+});
 
 // ------------------------------------------------------------------ reductions, batch norm, softmax
 const RED: Record<string, number> = { Sum: 0, Max: 1, Min: 2, Mean: 3 };
@@ -323,7 +404,7 @@ function reduceKernel(name: string) {
     const a0 = axes[0], a1 = axes[axes.length - 1];
     const outer = size(x.shape.slice(0, a0)), mid = size(x.shape.slice(a0, a1 + 1)), inner = size(x.shape.slice(a1 + 1));
     if (mid === 0) return null;
-    const out = new Float32Array(outer * inner);
+    const out = be.alloc(outer * inner);
     be.addon.reduce(op, be.f32(x), out, outer, mid, inner);
     const shape = keepDims ? x.shape.map((d, i) => (i >= a0 && i <= a1 ? 1 : d)) : x.shape.filter((_, i) => i < a0 || i > a1);
     return be.out(shape, out);
@@ -337,7 +418,7 @@ const fusedBatchNorm = kernel('FusedBatchNorm', (be, { inputs, attrs }) => {
   const ok = (t?: TensorInfo) => t == null || size(t.shape) === 1 || (size(t.shape) === c && t.shape[t.shape.length - 1] === c);
   if (!ok(mean) || !ok(variance) || !ok(offset) || !ok(scale) || c === 0) return null;
   const xv = be.f32(x!);
-  const out = new Float32Array(xv.length);
+  const out = be.alloc(xv.length);
   const eps = (attrs as { varianceEpsilon?: number }).varianceEpsilon ?? 0.001;
   be.addon.batchNorm(xv, be.f32(mean!), be.f32(variance!), offset ? be.f32(offset) : null, scale ? be.f32(scale) : null, eps, out, c);
   return be.out(x!.shape.slice(), out);
@@ -351,7 +432,7 @@ const softmax = kernel('Softmax', (be, { inputs, attrs }) => {
   if (dim !== -1 && dim !== rank - 1) return null;
   const c = logits.shape[rank - 1];
   const xv = be.f32(logits);
-  const out = new Float32Array(xv.length);
+  const out = be.alloc(xv.length);
   be.addon.softmax(xv, out, xv.length / Math.max(1, c), c);
   return be.out(logits.shape.slice(), out);
 });
@@ -365,7 +446,8 @@ export function nativeKernelConfigs(): KernelConfig[] {
     pool('MaxPool', CONV.maxPool), pool('AvgPool', CONV.avgPool), maxPoolGrad, avgPoolGrad,
     ...Object.keys(BIN).map(binaryKernel), ...Object.keys(UN).map(unaryKernel),
     ...Object.keys(RED).map(reduceKernel), fusedBatchNorm, softmax,
-    ...fakeQuantKernelConfigs(NATIVE_BACKEND_NAME),
+    clipByValue, ...Object.keys(CMP).map(compareKernel), ...Object.keys(LOGIC).map(logicalKernel), select, transpose,
+    ...fakeQuantKernelConfigs(NATIVE_BACKEND_NAME), ...batchNormKernelConfigs(NATIVE_BACKEND_NAME),
   ];
 }
 

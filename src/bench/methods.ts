@@ -177,25 +177,33 @@ registerMethod('qat', {
       progress: ctx.progress,
       log: ctx.log,
     });
-    return { graph: snapZeroPoints(graph) };
+    return { graph: canonicalQParams(graph) };
   },
 });
 
 /**
- * Zero points as the forward uses them: rounded half to even and clamped to the grid (fakequant.ts
- * effectiveZeroPoint). LSQ trains zero points as floats, so they drift off the integers the QDQ export requires;
- * snapping changes no simulated output. (Symmetric grids should not train their zero point at all: reported upstream.)
+ * The quantizer parameters of a trained graph in the form the QDQ export takes, computing the same function:
+ * - zero points as the forward uses them, rounded half to even and clamped to the grid (fakequant.ts
+ *   effectiveZeroPoint): LSQ trains them as floats, so they drift off the integers;
+ * - a negative scale on a symmetric grid (qmin = -qmax) with zero point 0 made positive: round is odd-symmetric
+ *   and the clamp symmetric, so q(-s) = -q(s) and the dequantized values are equal. LSQ can drive a scale through
+ *   zero; any other negative or zero scale is left for the export to reject.
+ * (Upstream, LSQ should clamp scales positive and not train the zero point of a symmetric grid: reported.)
  */
-export function snapZeroPoints(src: Graph): Graph {
+export function canonicalQParams(src: Graph): Graph {
   const g = cloneGraph(src);
   for (const n of g.nodes) {
     if (n.op !== 'FakeQuant' || n.domain !== QATKIT_DOMAIN) continue;
-    const z = g.initializers.get(n.inputs[2]);
+    const [, sName, zName] = n.inputs;
+    const s = g.initializers.get(sName);
+    const z = g.initializers.get(zName);
     const qmin = attrInt(n, 'qmin');
     const qmax = attrInt(n, 'qmax');
-    if (!z || z.dtype !== 'float32' || qmin === undefined || qmax === undefined) continue;
-    const d = (z.data as Float32Array).map((v) => Math.min(qmax, Math.max(qmin, roundHalfEven(v))));
-    g.initializers.set(n.inputs[2], { ...z, data: d });
+    if (!s || !z || s.dtype !== 'float32' || z.dtype !== 'float32' || qmin === undefined || qmax === undefined) continue;
+    const zp = (z.data as Float32Array).map((v) => Math.min(qmax, Math.max(qmin, roundHalfEven(v))) + 0); // + 0: no -0
+    const scale = (s.data as Float32Array).map((v, i) => (v < 0 && qmin === -qmax && zp[zp.length === 1 ? 0 : i] === 0 ? -v : v));
+    g.initializers.set(zName, { ...z, data: zp });
+    g.initializers.set(sName, { ...s, data: scale });
   }
   return g;
 }

@@ -105,6 +105,7 @@ test('aggregate and Markdown: mean ± spread over seeds, partial groups counted'
   const md = markdownReport(p, 'synthetic.results.jsonl');
   assert.match(md, /20 of 21 cells finished/);
   assert.match(md, /\*\*Incomplete:\*\* 1 cells have not run yet/);
+  assert.match(md, /Missing: digits\/mlp qat-ste w2a2 seed 2\./);
   assert.match(md, /\| ptq-minmax \| w4a4 \| 90\.00 ± 1\.00 \| 90\.00 ± 1\.00 \|/);
   // (0.79 + 0.80) / 2 = 79.50, sample std 0.707
   assert.match(md, /\| qat-ste \| w2a2 \| 79\.50 ± 0\.71 \|/);

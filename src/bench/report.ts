@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../util/fs.js';
-import type { Matrix } from './matrix.js';
+import { expandCells, type Matrix } from './matrix.js';
 import { readResults, type CellRecord, type ParsedResults } from './results.js';
 
 export interface Stat {
@@ -175,6 +175,19 @@ function describeBudget(b: { epochs: number; batchSize: number; lr: number; opti
   return b ? `${b.epochs} epochs, batch ${b.batchSize}, lr ${b.lr}${b.optimizer ? `, ${b.optimizer}` : ''}` : '-';
 }
 
+/** Labels of the cells not in the file (ids when the matrix uses methods this process has not registered). */
+export function missingCells(p: ParsedResults): string[] {
+  const h = p.header!;
+  const have = new Set(p.records.map((r) => r.id));
+  let labels: Map<string, string>;
+  try {
+    labels = new Map(expandCells(h.matrix).map((c) => [c.id, c.label]));
+  } catch {
+    labels = new Map();
+  }
+  return h.cellIds.filter((id) => !have.has(id)).map((id) => labels.get(id) ?? `cell ${id}`);
+}
+
 function summaryLines(p: ParsedResults, file: string): string[] {
   const h = p.header!;
   const versions = [...new Set(p.records.map((r) => `qatkit ${r.version} at ${r.commit ? r.commit.slice(0, 10) : 'no git commit'}${r.gitDirty ? ' (with local edits)' : ''}, backend ${r.backend}`))];
@@ -183,7 +196,11 @@ function summaryLines(p: ParsedResults, file: string): string[] {
     `Made with ${versions.join('; ') || '(no records yet)'}.`,
   ];
   if (h.matrix.description) lines.push('', h.matrix.description);
-  if (p.records.length < h.cellIds.length) lines.push('', `**Incomplete:** ${h.cellIds.length - p.records.length} cells have not run yet; rerun \`qat bench\` with the same --results file to finish.`);
+  if (p.records.length < h.cellIds.length) {
+    lines.push('', `**Incomplete:** ${h.cellIds.length - p.records.length} cells have not run yet (or failed: see the run's log); rerun \`qat bench\` with the same --results file to finish.`);
+    const missing = missingCells(p);
+    lines.push('', `Missing: ${missing.slice(0, 40).join('; ')}${missing.length > 40 ? `; and ${missing.length - 40} more` : ''}.`);
+  }
   if (p.duplicates.length) lines.push('', `**Warning:** ${p.duplicates.length} duplicate records ignored.`);
   return lines;
 }

@@ -94,3 +94,30 @@ test('packedBytes: quantized weights at their bit width, the rest as stored', as
   assert.ok(actQuantizers > 0);
   assert.equal(packedBytes(q), weights / 2 + 5 * channels + 4 * biases + 5 * actQuantizers);
 });
+
+test('canonicalQParams: what LSQ leaves (float zero points, a negative symmetric scale) exports and computes the same', async () => {
+  const { buildModel } = await import('../zoo/models.js');
+  const { loadDataset } = await import('../data/datasets.js');
+  const { makeRecipe } = await import('../spec/quantspec.js');
+  const { evaluateGraph } = await import('../pipeline/steps.js');
+  const { cloneGraph } = await import('../graph/ir.js');
+  const { canonicalQParams, exportQdqBytes } = await import('./methods.js');
+  const train = loadDataset('digits', { split: 'train', limit: 128 });
+  const test = loadDataset('digits', { split: 'test', limit: 128 });
+  const q = ptq(buildModel('mlp', { inputShape: [1, 8, 8], numClasses: 10, seed: 1 }), makeRecipe(4, 8), train, { batches: 2, batchSize: 32 });
+  const g = cloneGraph(q);
+  const fq = g.nodes.find((n) => n.op === 'FakeQuant' && n.attrs.role?.type === 'string' && n.attrs.role.value === 'weight')!;
+  const s = g.initializers.get(fq.inputs[1])!.data as Float32Array;
+  const z = g.initializers.get(fq.inputs[2])!.data as Float32Array;
+  s[0] = -s[0];
+  z[1] = 0.3;
+  z[2] = -0.2;
+  assert.throws(() => exportQdqBytes(g), /not a positive finite number|not an integer/);
+  const c = canonicalQParams(g);
+  assert.ok(exportQdqBytes(c).length > 0);
+  assert.ok((c.initializers.get(fq.inputs[1])!.data as Float32Array)[0] > 0);
+  assert.deepEqual([...(c.initializers.get(fq.inputs[2])!.data as Float32Array).slice(0, 3)], [0, 0, 0]);
+  const [a, b] = [evaluateGraph(g, test), evaluateGraph(c, test)];
+  assert.equal(a.loss, b.loss);
+  assert.deepEqual(a.predictions, b.predictions);
+});

@@ -12,6 +12,11 @@ export interface IntSessionOptions {
   requant?: Requant;
   /** Run nodes whose inputs are all constant once, at session creation (default true). */
   foldConstants?: boolean;
+  /**
+   * Fold a Clip with constant bounds into the requantizing node before it (default true): the converter's
+   * sub-8-bit grids and fused ReLUs then cost no extra pass. Same results either way (integer bounds).
+   */
+  fuseClamp?: boolean;
 }
 
 export interface IntSession {
@@ -37,6 +42,34 @@ export function unsupportedNodes(g: Graph): Node[] {
 function opsetOf(g: Graph, node: Node): number {
   const d = normDomain(node.domain);
   return g.opsets[d] ?? (d === '' ? g.opsets['ai.onnx'] ?? 0 : 0);
+}
+
+/** A Clip with constant bounds that is the only reader of a clampable node's output, folded into that node. */
+interface ClampFusion { clip: Node; qmin: number; qmax: number }
+
+function clampFusions(g: Graph, order: Node[], consts: ReadonlyMap<string, TensorData>): Map<Node, ClampFusion> {
+  const readers = new Map<string, Node[]>();
+  for (const n of order) for (const i of n.inputs) if (i) readers.set(i, [...(readers.get(i) ?? []), n]);
+  const graphOutputs = new Set(g.outputs.map((o) => o.name));
+  const bound = (name: string | undefined): number | undefined => {
+    const t = name ? consts.get(name) : undefined;
+    if (!t || Array.isArray(t.data) || t.data.length !== 1 || typeof t.data[0] !== 'number') return undefined;
+    return t.data[0];
+  };
+  const out = new Map<Node, ClampFusion>();
+  for (const n of order) {
+    const y = n.outputs[0];
+    const r = y ? readers.get(y) : undefined;
+    if (!r || r.length !== 1 || graphOutputs.has(y) || !getIntKernel(n.op, n.domain)?.clampable) continue;
+    const c = r[0];
+    // Clip before opset 11 takes its bounds as attributes; only the input form is folded
+    if (c.op !== 'Clip' || normDomain(c.domain) !== '' || c.inputs[0] !== y || opsetOf(g, c) < 11) continue;
+    const lo = c.inputs[1] ? bound(c.inputs[1]) : -Infinity;
+    const hi = c.inputs[2] ? bound(c.inputs[2]) : Infinity;
+    if (lo === undefined || hi === undefined || !(lo <= hi)) continue;
+    out.set(n, { clip: c, qmin: Math.ceil(lo), qmax: Math.floor(hi) });
+  }
+  return out;
 }
 
 function runStep(step: Step, inputs: (TensorData | undefined)[]): TensorData[] {
@@ -71,8 +104,14 @@ export function createIntSession(g: Graph, opts: IntSessionOptions = {}): IntSes
     consts.delete(i.name);
   }
 
+  const fusions = opts.fuseClamp ?? true ? clampFusions(g, order, consts) : new Map<Node, ClampFusion>();
+  const folded = new Set([...fusions.values()].map((f) => f.clip));
   const steps: Step[] = [];
-  for (const node of order) {
+  for (const original of order) {
+    if (folded.has(original)) continue;
+    const fusion = fusions.get(original);
+    // the fused node writes the Clip's output
+    const node = fusion ? { ...original, outputs: [fusion.clip.outputs[0], ...original.outputs.slice(1)] } : original;
     const kernel = getIntKernel(node.op, node.domain);
     if (!kernel)
       throw new GraphError(`no integer kernel for op ${normDomain(node.domain) ? `${node.domain}::` : ''}${node.op}`, node);
@@ -83,6 +122,7 @@ export function createIntSession(g: Graph, opts: IntSessionOptions = {}): IntSes
       opset: opsetOf(g, node),
       isConst: (i) => !inputs[i] || consts.has(inputs[i]), // an omitted optional input is constant too
       cache: new Map(),
+      clamp: fusion ? { qmin: fusion.qmin, qmax: fusion.qmax } : undefined,
     };
     const step: Step = { node, kernel, ctx, free: [] };
     if ((opts.foldConstants ?? true) && inputs.every((i) => i === '' || consts.has(i))) {

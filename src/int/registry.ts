@@ -17,12 +17,19 @@ export interface KernelContext {
   isConst(i: number): boolean;
   /** per-node cache kept across runs of one session, for data derived from constant inputs */
   cache: Map<string, unknown>;
+  /**
+   * An output range inside the output dtype's, from a Clip the session folded into this node (kernels with
+   * `clampable`): a sub-8-bit grid such as [0, 15] in uint8, or a ReLU at the zero point. Undefined: the dtype's range.
+   */
+  clamp?: { qmin: number; qmax: number };
 }
 
 export interface IntKernel {
   op: string;
   /** '' (default) is ai.onnx */
   domain?: string;
+  /** the kernel saturates its first output to ctx.clamp when given, so a following Clip can fold into it */
+  clampable?: boolean;
   /** inputs[i] is undefined for an omitted optional input; returns one tensor per node output */
   run(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData[];
 }

@@ -1,9 +1,16 @@
 // Shared pieces of the integer kernels: requantization loops, window geometry, caching of constant-derived data.
-import { type Node, type TensorData, GraphError, attrInts, attrString } from '../../graph/ir.js';
+import { type DType, type Node, type TensorData, GraphError, attrInts, attrString } from '../../graph/ir.js';
 import type { KernelContext } from '../registry.js';
 import { multiplyByQuantizedMultiplier } from '../fixedpoint.js';
 import { wasmGemm } from './wasm_gemm.js';
-import { rint } from '../tensor.js';
+import { intRange, rint } from '../tensor.js';
+
+/** The range a requantizing kernel saturates to: the output dtype's, narrowed by a Clip folded into the node. */
+export function outRange(dtype: DType, ctx: KernelContext): { qmin: number; qmax: number } {
+  const r = intRange(dtype, ctx.node);
+  const c = ctx.clamp;
+  return c ? { qmin: Math.max(r.qmin, c.qmin), qmax: Math.min(r.qmax, c.qmax) } : r;
+}
 
 export type IntArray = Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
 

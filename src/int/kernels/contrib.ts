@@ -5,9 +5,9 @@ import { type TensorData, GraphError, attrInt, elementCount } from '../../graph/
 import type { IntKernel, KernelContext } from '../registry.js';
 import { multiplyByQuantizedMultiplier, quantizeMultiplier } from '../fixedpoint.js';
 import {
-  broadcastIndex, broadcastShape, checkDType, intRange, newTensor, numArray, requireInput, rint, scalar,
+  broadcastIndex, broadcastShape, checkDType, newTensor, numArray, requireInput, rint, scalar,
 } from '../tensor.js';
-import { type IntArray, memo, requantFixed, requantFloat } from './common.js';
+import { type IntArray, memo, outRange, requantFixed, requantFloat } from './common.js';
 
 const MS = 'com.microsoft';
 const Q8 = ['int8', 'uint8'] as const;
@@ -82,7 +82,7 @@ function qlinearAdd(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelCo
     zB: inputs[5] ? scalar(inputs[5], node, 'B_zero_point') : 0,
     sC: scalar(requireInput(inputs, 6, node, 'C_scale'), node, 'C_scale'),
     zC: inputs[7] ? scalar(inputs[7], node, 'C_zero_point') : 0,
-    ...intRange(a.dtype, node),
+    ...outRange(a.dtype, ctx),
   };
   const outDims = broadcastShape(a.dims, b.dims, node);
   const out = newTensor(a.dtype, outDims);
@@ -118,7 +118,7 @@ function qlinearGlobalAveragePool(inputs: ReadonlyArray<TensorData | undefined>,
   const yzpT = inputs[4];
   const yzp = yzpT ? scalar(yzpT, node, 'y_zero_point') : 0;
   const dtype = yzpT ? yzpT.dtype : x.dtype;
-  const { qmin, qmax } = intRange(dtype, node);
+  const { qmin, qmax } = outRange(dtype, ctx);
   const r = x.dims.length;
   const N = x.dims[0];
   const C = channelsLast ? x.dims[r - 1] : x.dims[1];
@@ -155,6 +155,6 @@ function qlinearGlobalAveragePool(inputs: ReadonlyArray<TensorData | undefined>,
 }
 
 export const contribKernels: IntKernel[] = [
-  { op: 'QLinearAdd', domain: MS, run: (inputs, ctx) => [qlinearAdd(inputs, ctx)] },
-  { op: 'QLinearGlobalAveragePool', domain: MS, run: (inputs, ctx) => [qlinearGlobalAveragePool(inputs, ctx)] },
+  { op: 'QLinearAdd', domain: MS, clampable: true, run: (inputs, ctx) => [qlinearAdd(inputs, ctx)] },
+  { op: 'QLinearGlobalAveragePool', domain: MS, clampable: true, run: (inputs, ctx) => [qlinearGlobalAveragePool(inputs, ctx)] },
 ];

@@ -6,8 +6,8 @@
 import { type Node, type TensorData, GraphError, attrInt, attrInts } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
 import { quantizeMultipliers } from '../fixedpoint.js';
-import { checkDType, floatValues, intRange, newTensor, numArray, requireInput, scalar } from '../tensor.js';
-import { type IntArray, type Sink, type Window, drain, drainScratch, memo, to3d, windowGeometry } from './common.js';
+import { checkDType, floatValues, newTensor, numArray, requireInput, scalar } from '../tensor.js';
+import { type IntArray, type Sink, type Window, drain, drainScratch, memo, outRange, to3d, windowGeometry } from './common.js';
 import { gemmBuffers, padK, wasmRegions } from './gemm.js';
 import { wasmGemm } from './wasm_gemm.js';
 
@@ -227,7 +227,7 @@ function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   const yScale = scalar(requireInput(inputs, 6, node, 'y_scale'), node, 'y_scale');
   const yzp = yzpT ? scalar(yzpT, node, 'y_zero_point') : 0;
   const dtype = yzpT ? yzpT.dtype : x.dtype;
-  const { qmin, qmax } = intRange(dtype, node);
+  const { qmin, qmax } = outRange(dtype, ctx);
   const params = memo(ctx, 'scales', [1, 4, 6], (): QConvParams => {
     const ws = floatValues(requireInput(inputs, 4, node, 'w_scale'), node, 'w_scale');
     if (ws.length !== 1 && ws.length !== s.OC)
@@ -255,5 +255,5 @@ function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
 
 export const convKernels: IntKernel[] = [
   { op: 'ConvInteger', run: (inputs, ctx) => [convInteger(inputs, ctx)] },
-  { op: 'QLinearConv', run: (inputs, ctx) => [qlinearConv(inputs, ctx)] },
+  { op: 'QLinearConv', clampable: true, run: (inputs, ctx) => [qlinearConv(inputs, ctx)] },
 ];

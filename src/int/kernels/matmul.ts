@@ -4,9 +4,9 @@ import { type Node, type TensorData, GraphError, elementCount } from '../../grap
 import type { IntKernel, KernelContext } from '../registry.js';
 import { quantizeMultiplier } from '../fixedpoint.js';
 import {
-  broadcastIndex, broadcastShape, checkDType, floatValues, intRange, newTensor, numArray, requireInput, rint, scalar,
+  broadcastIndex, broadcastShape, checkDType, floatValues, newTensor, numArray, requireInput, rint, scalar,
 } from '../tensor.js';
-import { type IntArray, requantFixed, requantFloat, memo } from './common.js';
+import { type IntArray, requantFixed, requantFloat, memo, outRange } from './common.js';
 import { gemmBuffers, padK } from './gemm.js';
 
 const Q8 = ['int8', 'uint8'] as const;
@@ -144,7 +144,7 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
   const yzpT = inputs[7];
   const yzp = yzpT ? scalar(yzpT, node, 'y_zero_point') : 0;
   const dtype = yzpT ? yzpT.dtype : a.dtype;
-  const { qmin, qmax } = intRange(dtype, node);
+  const { qmin, qmax } = outRange(dtype, ctx);
   const lo = qmin - yzp;
   const hi = qmax - yzp;
   const out = newTensor(dtype, s.outDims);
@@ -192,5 +192,5 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
 
 export const matmulKernels: IntKernel[] = [
   { op: 'MatMulInteger', run: (inputs, ctx) => [matmulInteger(inputs, ctx)] },
-  { op: 'QLinearMatMul', run: (inputs, ctx) => [qlinearMatMul(inputs, ctx)] },
+  { op: 'QLinearMatMul', clampable: true, run: (inputs, ctx) => [qlinearMatMul(inputs, ctx)] },
 ];

@@ -1,11 +1,11 @@
 // QuantizeLinear, DequantizeLinear (opsets 10..23 integer forms: per tensor, per axis, blocked) and
 // DynamicQuantizeLinear, with ONNX Runtime's float32 arithmetic so results match it bit for bit.
 import { type DType, type Node, type TensorData, GraphError, attrInt, elementCount } from '../../graph/ir.js';
-import type { IntKernel } from '../registry.js';
+import type { IntKernel, KernelContext } from '../registry.js';
 import {
   f32ToF16, floatValues, intRange, newTensor, normAxis, numArray, requireInput, rint,
 } from '../tensor.js';
-import type { IntArray } from './common.js';
+import { type IntArray, outRange } from './common.js';
 
 /** TensorProto.DataType codes of the integer types QuantizeLinear's output_dtype may name. */
 const ONNX_INT_TYPES: Record<number, DType> = { 2: 'uint8', 3: 'int8', 4: 'uint16', 5: 'int16', 21: 'uint4', 22: 'int4' };
@@ -41,7 +41,8 @@ function paramLayout(node: Node, x: TensorData, scale: TensorData, zp: TensorDat
   return { outer, D, inner, oS: Db * inner, cS: inner, iS: 1, block: blockSize };
 }
 
-function quantizeLinear(inputs: ReadonlyArray<TensorData | undefined>, node: Node): TensorData {
+function quantizeLinear(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
+  const { node } = ctx;
   const x = requireInput(inputs, 0, node, 'x');
   const scaleT = requireInput(inputs, 1, node, 'y_scale');
   const zpT = inputs[2];
@@ -55,7 +56,7 @@ function quantizeLinear(inputs: ReadonlyArray<TensorData | undefined>, node: Nod
       dtype = d;
     }
   }
-  const { qmin, qmax } = intRange(dtype, node);
+  const { qmin, qmax } = outRange(dtype, ctx);
   const xs = floatValues(x, node, 'x');
   const s = floatValues(scaleT, node, 'y_scale');
   const z = zpT ? numArray(zpT, node, 'y_zero_point') : undefined;
@@ -138,7 +139,7 @@ function dynamicQuantizeLinear(inputs: ReadonlyArray<TensorData | undefined>, no
 }
 
 export const quantizeKernels: IntKernel[] = [
-  { op: 'QuantizeLinear', run: (inputs, ctx) => [quantizeLinear(inputs, ctx.node)] },
+  { op: 'QuantizeLinear', clampable: true, run: (inputs, ctx) => [quantizeLinear(inputs, ctx)] },
   { op: 'DequantizeLinear', run: (inputs, ctx) => [dequantizeLinear(inputs, ctx.node)] },
   { op: 'DynamicQuantizeLinear', run: (inputs, ctx) => dynamicQuantizeLinear(inputs, ctx.node) },
 ];
