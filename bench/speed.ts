@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/backend/index.js';
 import { fakeQuantGradKernel, fakeQuantKernel } from '../src/backend/fakequant_kernels.js';
+import { batchNormTrain } from '../src/backend/batchnorm_kernels.js';
 import { modelRows } from './speed_models.js';
 
 export interface Row {
@@ -91,6 +92,25 @@ function kernelRows(): Row[] {
         { filterShape: [3, 3, C, C], strides: 1, pad: 'same', dataFormat: 'NHWC' }) as tf.Tensor), dispose: s.dispose };
     },
   });
+  // Training-mode batch norm forward + backward on a ResNet-sized NHWC activation: the fused
+  // kernels (batchNormTrain) and, for comparison, the same thing composed from tfjs ops.
+  const bnShape = [32, 32, 32, 16];
+  const bnSetup = async () => {
+    const x = tf.randomNormal(bnShape), dy = tf.randomNormal(bnShape), g = tf.ones([16]), b = tf.zeros([16]);
+    return { x, dy, g, b, dispose: () => tf.dispose([x, dy, g, b]) };
+  };
+  const bnRow = (name: string, f: (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.Tensor): Row => ({
+    name, peer: ['bn_train_fwdbwd', 'bn_train_fwdbwd_cl'],
+    setup: async () => {
+      const t = await bnSetup();
+      return { run: op(() => tf.grads((x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(x, g, b), t.dy)))([t.x, t.g, t.b])), dispose: t.dispose };
+    },
+  });
+  rows.push(bnRow('bn_train_fwdbwd_fused', (x, g, b) => batchNormTrain(x, g, b, 1e-5).y));
+  rows.push(bnRow('bn_train_fwdbwd_tfjs_ops', (x, g, b) => {
+    const { mean, variance } = tf.moments(x, [0, 1, 2]);
+    return tf.add(tf.mul(tf.sub(x, mean), tf.mul(tf.rsqrt(tf.add(variance, 1e-5)), g)), b);
+  }));
   const N = 1 << 20;
   const fqSetup = async () => {
     const x = tf.randomNormal([N]), dy = tf.randomNormal([N]), s = tf.scalar(0.05), z = tf.scalar(3);

@@ -131,6 +131,20 @@ def make_cases():
         cases['conv3x3_fwd' + tag] = (lambda x=x, w=w: torch.nn.functional.conv2d(x, w, padding=1))
         cases['conv3x3_bwd_input' + tag] = (lambda x=x, w=w, dy=dy: conv_bwd(x, w, dy, [True, False, False]))
         cases['conv3x3_bwd_filter' + tag] = (lambda x=x, w=w, dy=dy: conv_bwd(x, w, dy, [False, True, False]))
+    for cl, tag in ((False, ''), (True, '_cl')):
+        xb = torch.randn(32, 16, 32, 32)
+        if cl:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        xb.requires_grad_(True)
+        gb = torch.ones(16, requires_grad=True)
+        bb = torch.zeros(16, requires_grad=True)
+        dyb = torch.randn_like(xb)
+
+        def bn_step(xb=xb, gb=gb, bb=bb, dyb=dyb):
+            with torch.enable_grad():
+                y = torch.nn.functional.batch_norm(xb, None, None, gb, bb, training=True, eps=1e-5)
+                return torch.autograd.grad(y, (xb, gb, bb), dyb)
+        cases['bn_train_fwdbwd' + tag] = bn_step
     xq = torch.randn(1 << 20)
     cases['fakequant_fwd_1M'] = (lambda: torch.fake_quantize_per_tensor_affine(xq, 0.05, 3, -128, 127))
     xg = xq.clone().requires_grad_(True)

@@ -468,11 +468,27 @@ napi_value BatchNormTrain(napi_env env, napi_callback_info info) {
     float *Y = a.f32(5, &ny), *Mn = a.f32(6, &nm), *V = a.f32(7, &nv), *I = a.f32(8, &ni);
     if (C <= 0 || nx % C || nx == 0) throw std::runtime_error("batchNormTrain: x size must be a non-zero multiple of C");
     if ((S && (int64_t)ns < C) || (Of && (int64_t)no < C)) throw std::runtime_error("batchNormTrain: scale/offset need C values");
-    need(Y, ny, (int64_t)nx, "batchNormTrain y");
+    if (Y) need(Y, ny, (int64_t)nx, "batchNormTrain y");
     need(Mn, nm, C, "mean");
     need(V, nv, C, "var");
     need(I, ni, C, "invstd");
     qk::batch_norm_train(X, (int64_t)nx / C, C, S, Of, eps, Y, Mn, V, I);
+    return undef(env);
+  });
+}
+
+// channelAffine(x, mul, add, y, C)
+napi_value ChannelAffine(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, nm, na, ny;
+    float *X = a.f32(0, &nx), *Mu = a.f32(1, &nm), *Ad = a.f32(2, &na), *Y = a.f32(3, &ny);
+    const int64_t C = a.i64(4);
+    if (C <= 0 || nx % C) throw std::runtime_error("channelAffine: x size must be a multiple of C");
+    need(Mu, nm, C, "mul");
+    need(Ad, na, C, "add");
+    need(Y, ny, (int64_t)nx, "y");
+    qk::channel_affine(X, Mu, Ad, Y, (int64_t)nx / C, C);
     return undef(env);
   });
 }
@@ -528,6 +544,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"select", nullptr, Select, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"clip", nullptr, Clip, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"batchNormTrain", nullptr, BatchNormTrain, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"channelAffine", nullptr, ChannelAffine, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"batchNormTrainGrad", nullptr, BatchNormTrainGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

@@ -68,7 +68,10 @@ void logical(int op, const uint8_t* a, const uint8_t* b, uint8_t* out, int64_t n
 void select(const uint8_t* cond, const float* t, const float* e, float* out, int64_t n);
 void clip(const float* x, float* y, int64_t n, float lo, float hi);
 
-// Training-mode batch norm over the rows of x[R, C]: batch mean, biased variance, 1/sqrt(var+eps).
+// y[r, c] = x[r, c] * mul[c] + add[c]
+void channel_affine(const float* x, const float* mul, const float* add, float* y, int64_t R, int64_t C);
+// Training-mode batch norm over the rows of x[R, C]: batch mean, biased variance, 1/sqrt(var+eps);
+// y (skipped when null) normalized with them.
 void batch_norm_train(const float* x, int64_t R, int64_t C, const float* scale, const float* offset, float eps,
                       float* y, float* mean, float* var, float* invstd);
 // Its backward (the batch statistics are functions of x): dx, dscale = sum(dy*xhat), doffset = sum(dy).

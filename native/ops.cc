@@ -31,8 +31,8 @@ template <int OP>
 static inline __attribute__((always_inline)) void bin_rows(const float* a, const int64_t* as, const float* b,
                                                            const int64_t* bs, float* o, int64_t q0, int64_t q1,
                                                            int64_t M, int64_t C) {
-  for (int64_t q = q0; q < q1; q++) {
-    const int64_t r = q / M, m = q % M;
+  int64_t r = q0 / M, m = q0 % M;  // advanced incrementally: no division per row
+  for (int64_t q = q0; q < q1; q++, ++m == M ? (m = 0, ++r) : 0) {
     const float* ar = a + r * as[0] + m * as[1];
     const float* br = b + r * bs[0] + m * bs[1];
     float* orow = o + q * C;
@@ -69,6 +69,26 @@ QK_MULTI(void, binary_rows,
 
 void binary(int op, const float* a, const int64_t* as, const float* b, const int64_t* bs, float* out, int64_t R,
             int64_t M, int64_t C) {
+  // x[rows, C] op v[C] with short rows (bias, BN scale over NHWC): repeat v into a pattern
+  // of ~1K floats and run long vector loops over the flat array instead of C-long rows.
+  const bool aFull = as[2] == 1 && as[1] == C && (R == 1 || as[0] == M * C);
+  const bool bFull = bs[2] == 1 && bs[1] == C && (R == 1 || bs[0] == M * C);
+  const bool aVec = as[0] == 0 && as[1] == 0 && as[2] == 1, bVec = bs[0] == 0 && bs[1] == 0 && bs[2] == 1;
+  if (C < 256 && R * M > 1 && ((aFull && bVec) || (aVec && bFull))) {
+    const int64_t reps = std::max<int64_t>(1, 1024 / C), L = reps * C, n = R * M * C;
+    std::vector<float> pat((size_t)L);
+    const float* v = aVec ? a : b;
+    for (int64_t i = 0; i < L; i++) pat[i] = v[i % C];
+    const int64_t one[3] = {0, 0, 1};
+    parallel_range((n + L - 1) / L, std::max<int64_t>(1, kGrain / L), [&](int64_t s, int64_t e) {
+      for (int64_t blk = s; blk < e; blk++) {
+        const int64_t off = blk * L, len = std::min(L, n - off);
+        if (aVec) binary_rows(op, pat.data(), one, b + off, one, out + off, 0, 1, 1, len);
+        else binary_rows(op, a + off, one, pat.data(), one, out + off, 0, 1, 1, len);
+      }
+    });
+    return;
+  }
   if (R * M == 1 && C > kGrain && as[2] <= 1 && bs[2] <= 1) {
     // One long row: split it so both threads get work.
     parallel_range(C, kGrain, [&](int64_t s, int64_t e) {
@@ -170,8 +190,29 @@ QK_MULTI(void, reduce_rows,
 }
 
 void reduce(int op, const float* x, float* out, int64_t outer, int64_t mid, int64_t inner) {
+  if (outer == 1 && inner > 1 && inner < 1024 && mid >= 2048) {
+    // Leading axis, few columns (batch-norm statistics over N*H*W of NHWC): split the rows
+    // into fixed chunks (partial results merged in order, independent of the thread count).
+    const int64_t rowsPer = 512, chunks = (mid + rowsPer - 1) / rowsPer;
+    std::vector<float> part((size_t)(chunks * inner));
+    const int pop = op == kMean ? kSum : op;
+    ThreadPool::get().parallel_for(chunks, [&](int64_t k) {
+      const int64_t r0 = k * rowsPer, r1 = std::min(mid, r0 + rowsPer);
+      reduce_rows(pop, x + r0 * inner, &part[k * inner], r1 - r0, inner, 0, 1, 0, inner);
+    });
+    for (int64_t i = 0; i < inner; i++) out[i] = part[i];
+    for (int64_t k = 1; k < chunks; k++) {
+      const float* pk = &part[k * inner];
+      if (op == kMaxR) for (int64_t i = 0; i < inner; i++) out[i] = pk[i] > out[i] || pk[i] != pk[i] ? pk[i] : out[i];
+      else if (op == kMinR) for (int64_t i = 0; i < inner; i++) out[i] = pk[i] < out[i] || pk[i] != pk[i] ? pk[i] : out[i];
+      else for (int64_t i = 0; i < inner; i++) out[i] += pk[i];
+    }
+    if (op == kMean)
+      for (int64_t i = 0; i < inner; i++) out[i] /= (float)mid;
+    return;
+  }
   if (outer == 1 && inner > 1) {
-    // Reducing the leading axis (e.g. batch-norm statistics over N*H*W): split the columns.
+    // Reducing the leading axis over many columns: split the columns.
     parallel_range(inner, std::max<int64_t>(16, kGrain / std::max<int64_t>(1, mid)), [&](int64_t s, int64_t e) {
       reduce_rows(op, x, out, mid, inner, 0, 1, s, e);
     });
@@ -271,8 +312,9 @@ void bias_act(float* c, int64_t M, int64_t N, const float* bias, int act, float 
 }
 
 // ---------------------------------------------------------------- fake quantization
-// q = clamp(round_half_even(x / s) + zp, qmin, qmax); y = (q - zp) * s.
-// Division (not x * (1/s)) so results match a tfjs-op reference bit for bit.
+// q = clamp(round_half_even(x * (1/s)) + zp, qmin, qmax); y = (q - zp) * s.
+// x times the float32 reciprocal, as PyTorch's fake_quantize_* (and src/quant/fakequant.ts) compute it, so that
+// ties round the same way on every backend.
 QK_MULTI(void, fq_range,
          (const float* x, float* y, const float* scale, const float* zp, int64_t nch, int64_t inner, float qmin,
           float qmax, int64_t s, int64_t e, float* mn, float* mx),
@@ -281,11 +323,11 @@ QK_MULTI(void, fq_range,
   while (i < e) {
     const int64_t ch = (i / inner) % nch;
     const int64_t end = std::min(e, (i / inner + 1) * inner);
-    const float sc = scale[ch], z = zp[ch];
+    const float sc = scale[ch], z = zp[ch], inv = 1.0f / sc;
     float lo = mn ? mn[ch] : 0.f, hi = mx ? mx[ch] : 0.f;
     for (int64_t j = i; j < end; j++) {
       const float v = x[j];
-      float q = std::nearbyint(v / sc) + z;
+      float q = std::nearbyint(v * inv) + z;
       q = q < qmin ? qmin : (q > qmax ? qmax : q);
       y[j] = (q - z) * sc;
       lo = v < lo ? v : lo;
@@ -336,11 +378,11 @@ QK_MULTI(void, fq_grad_range,
   while (i < e) {
     const int64_t ch = (i / inner) % nch;
     const int64_t end = std::min(e, (i / inner + 1) * inner);
-    const float sc = scale[ch], z = zp[ch];
+    const float sc = scale[ch], z = zp[ch], inv = 1.0f / sc;
     float accs = 0.f, accz = 0.f;
     for (int64_t j = i; j < end; j++) {
       const float g = dy[j];
-      const float t = x[j] / sc;
+      const float t = x[j] * inv;
       const float r = std::nearbyint(t);
       const float q = r + z;
       const bool below = q < qmin, above = q > qmax;
@@ -532,8 +574,8 @@ template <int OP>
 static inline __attribute__((always_inline)) void cmp_rows(const float* a, const int64_t* as, const float* b,
                                                            const int64_t* bs, uint8_t* o, int64_t q0, int64_t q1,
                                                            int64_t M, int64_t C) {
-  for (int64_t q = q0; q < q1; q++) {
-    const int64_t r = q / M, m = q % M;
+  int64_t r = q0 / M, m = q0 % M;
+  for (int64_t q = q0; q < q1; q++, ++m == M ? (m = 0, ++r) : 0) {
     const float* ar = a + r * as[0] + m * as[1];
     const float* br = b + r * bs[0] + m * bs[1];
     uint8_t* orow = o + q * C;
@@ -652,7 +694,12 @@ void batch_norm_train(const float* x, int64_t R, int64_t C, const float* scale, 
     mul[c] = is * (scale ? scale[c] : 1.f);
     add[c] = (offset ? offset[c] : 0.f) - mean[c] * mul[c];
   }
-  parallel_range(R, std::max<int64_t>(1, kGrain / C), [&](int64_t a, int64_t b) { bn_rows(x, mul.data(), add.data(), y, a, b, C); });
+  if (y)
+    parallel_range(R, std::max<int64_t>(1, kGrain / C), [&](int64_t a, int64_t b) { bn_rows(x, mul.data(), add.data(), y, a, b, C); });
+}
+
+void channel_affine(const float* x, const float* mul, const float* add, float* y, int64_t R, int64_t C) {
+  parallel_range(R, std::max<int64_t>(1, kGrain / C), [&](int64_t a, int64_t b) { bn_rows(x, mul, add, y, a, b, C); });
 }
 
 QK_MULTI(void, bn_grad_sums,

@@ -48,6 +48,9 @@ if (r.status === 0 && existsSync(built)) {
   console.log(`qatkit: native backend built (${built})`);
   process.exit(0);
 }
-const why = r.error ? r.error.message : (r.stderr || r.stdout || '').trim().split('\n').slice(-8).join('\n');
+// The first compiler/tool errors say why; node-gyp's own stack trace does not.
+const log = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.split('\n');
+const causes = log.filter((l) => /error|not found|no such file|cannot/i.test(l) && !/^gyp ERR! stack/.test(l)).slice(0, 4);
+const why = r.error ? r.error.message : (causes.length ? causes : log.slice(-6)).join('\n');
 console.warn(`qatkit: could not build the native backend; the wasm backend will be used instead.\n${why}`);
 process.exit(strict ? 1 : 0);

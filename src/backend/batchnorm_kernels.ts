@@ -2,8 +2,9 @@
  * Training-mode batch norm as one fused kernel pair (native backend), with a tfjs-op
  * fallback elsewhere, so callers can use batchNormTrain() on every backend.
  *
- *   QatBatchNormTrain     {x, scale, offset} {varianceEpsilon} -> [y, mean, variance, invStd]
- *   QatBatchNormTrainGrad {dy, x, mean, invStd, scale}         -> [dx, dScale, dOffset]
+ *   QatBatchNormStats     {x} {varianceEpsilon}                 -> [mean, variance, invStd]
+ *   QatBatchNormApply     {x, mean, invStd, scale, offset}      -> y
+ *   QatBatchNormTrainGrad {dy, x, mean, invStd, scale}          -> [dx, dScale, dOffset]
  * Channels are the last axis (NHWC); statistics are over all other axes; variance is the
  * biased (population) one, as tf.moments. Composed from tfjs ops the same computation
  * takes about a dozen full passes over the activation forward and backward; fused it
@@ -28,15 +29,31 @@ function channelParam(be: BnBackend, t: TensorInfo | undefined, c: number, what:
   throw new Error(`qatkit batchNormTrain: ${what} has ${v.length} values, expected ${c}`);
 }
 
-const bnTrain: KernelFunc = ({ inputs, backend, attrs }) => {
+const bnStats: KernelFunc = ({ inputs, backend, attrs }) => {
   const be = backend as unknown as BnBackend;
-  const { x, scale, offset } = inputs as { x: TensorInfo; scale?: TensorInfo; offset?: TensorInfo };
+  const x = inputs.x as TensorInfo;
   const c = x.shape[x.shape.length - 1];
   const eps = (attrs as { varianceEpsilon?: number } | undefined)?.varianceEpsilon ?? 1e-5;
+  const mean = new Float32Array(c), variance = new Float32Array(c), inv = new Float32Array(c);
+  be.addon.batchNormTrain(be.f32(x), c, null, null, eps, null, mean, variance, inv);
+  return [be.out([c], mean), be.out([c], variance), be.out([c], inv)];
+};
+
+const bnApply: KernelFunc = ({ inputs, backend }) => {
+  const be = backend as unknown as BnBackend;
+  const { x, mean, invStd, scale, offset } = inputs as Record<string, TensorInfo>;
+  const c = x.shape[x.shape.length - 1];
+  const m = be.f32(mean), inv = be.f32(invStd);
+  const s = channelParam(be, scale, c, 'scale'), o = channelParam(be, offset, c, 'offset');
+  const mul = new Float32Array(c), add = new Float32Array(c);
+  for (let i = 0; i < c; i++) {
+    mul[i] = inv[i] * (s ? s[i] : 1);
+    add[i] = (o ? o[i] : 0) - m[i] * mul[i];
+  }
   const xv = be.f32(x);
-  const y = be.alloc(xv.length), mean = new Float32Array(c), variance = new Float32Array(c), inv = new Float32Array(c);
-  be.addon.batchNormTrain(xv, c, channelParam(be, scale, c, 'scale'), channelParam(be, offset, c, 'offset'), eps, y, mean, variance, inv);
-  return [be.out(x.shape.slice(), y), be.out([c], mean), be.out([c], variance), be.out([c], inv)];
+  const y = be.alloc(xv.length);
+  be.addon.channelAffine(xv, mul, add, y, c);
+  return be.out(x.shape.slice(), y);
 };
 
 const bnTrainGrad: KernelFunc = ({ inputs, backend }) => {
@@ -51,13 +68,14 @@ const bnTrainGrad: KernelFunc = ({ inputs, backend }) => {
 
 export function batchNormKernelConfigs(backendName: string): KernelConfig[] {
   return [
-    { kernelName: 'QatBatchNormTrain', backendName, kernelFunc: bnTrain },
+    { kernelName: 'QatBatchNormStats', backendName, kernelFunc: bnStats },
+    { kernelName: 'QatBatchNormApply', backendName, kernelFunc: bnApply },
     { kernelName: 'QatBatchNormTrainGrad', backendName, kernelFunc: bnTrainGrad },
   ];
 }
 
 export function hasBatchNormTrainKernel(): boolean {
-  return tf.getKernel('QatBatchNormTrain', tf.getBackend()) != null;
+  return tf.getKernel('QatBatchNormStats', tf.getBackend()) != null;
 }
 
 /**
@@ -72,22 +90,20 @@ export function batchNormTrain(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor
     const y = tf.tidy(() => tf.add(tf.mul(tf.sub(x, mean), tf.mul(tf.rsqrt(tf.add(variance, eps)), scale)), offset));
     return { y, mean, variance };
   }
-  let stats: tf.Tensor[] = [];
+  // Statistics outside the custom gradient: tfjs runs a customGrad forward inside a tidy,
+  // which would dispose them before the caller sees them. They are not on the loss's path,
+  // so the tape ignores them; the backward gets its own saved copies.
+  const [mean, variance, invStd] = tf.engine().runKernel('QatBatchNormStats', { x }, { varianceEpsilon: eps }) as tf.Tensor[];
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xx, s, o] = args as tf.Tensor[];
-    const [y, mean, variance, invStd] = tf.engine().runKernel('QatBatchNormTrain', { x: xx, scale: s, offset: o },
-      { varianceEpsilon: eps }) as tf.Tensor[];
     (args[3] as tf.GradSaveFunc)([xx, s, mean, invStd]);
-    stats = [mean, variance, invStd];
     return {
-      value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sx, ss, sm, si] = saved;
-        return tf.engine().runKernel('QatBatchNormTrainGrad', { dy, x: sx, mean: sm, invStd: si, scale: ss }) as tf.Tensor[];
-      },
+      value: tf.engine().runKernel('QatBatchNormApply', { x: xx, mean, invStd, scale: s, offset: o }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.engine().runKernel('QatBatchNormTrainGrad', { dy, x: saved[0], mean: saved[2], invStd: saved[3], scale: saved[1] }) as tf.Tensor[],
     };
   });
   const y = f(x, scale, offset);
-  // invStd is kept alive by the tape while gradients are recorded; outside it is not needed.
-  return { y, mean: stats[0], variance: stats[1] };
+  return { y, mean, variance };
 }
+

@@ -12,6 +12,14 @@
  * kernels tfjs-backend-wasm lacks (wasm_kernels.ts). When native was wanted but cannot
  * load, one console warning says why and wasm is used. tfjs's pure-JS 'cpu' backend is a
  * reference, far too slow to train with.
+ *
+ * 'qatkit-native' (native_backend.ts, C++ in native/, built by scripts/build-native.mjs) is
+ * tfjs's cpu backend with its hot kernels replaced; it also has fused kernels with small
+ * APIs that work on every backend (falling back to tfjs ops):
+ *   fakequant_kernels.ts  fakeQuantWithGrad, fakeQuantKernel/GradKernel/ObserveKernel, minMaxKernel
+ *   batchnorm_kernels.ts  batchNormTrain (training-mode BN, one fused forward and backward)
+ * Env: QATKIT_NUM_THREADS (default: all cores), QATKIT_ISA=avx2|generic (default: best),
+ * QATKIT_POOL_MB (recycled output buffers, default 256), QATKIT_NATIVE_PATH.
  * Note: tfjs-core's Node bundle also has no chained ops (t.sum(), t.mul()); use tf.sum(t).
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -81,3 +89,6 @@ export async function initBackend(prefer?: BackendPreference): Promise<string> {
 
 export { registerAllGradients } from './gradients.js';
 export { registerWasmGradKernels } from './wasm_kernels.js';
+export { batchNormTrain, hasBatchNormTrainKernel } from './batchnorm_kernels.js';
+export { fakeQuantGradKernel, fakeQuantKernel, fakeQuantObserveKernel, fakeQuantWithGrad, hasFakeQuantKernel,
+  minMaxKernel } from './fakequant_kernels.js';

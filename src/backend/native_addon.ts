@@ -31,7 +31,8 @@ export interface NativeAddon {
   logical(op: number, a: Uint8Array, b: Uint8Array | null, out: Uint8Array): void;
   select(cond: Uint8Array, t: F32, e: F32, out: F32): void;
   clip(x: F32, y: F32, lo: number, hi: number): void;
-  batchNormTrain(x: F32, c: number, scale: F32n, offset: F32n, eps: number, y: F32, mean: F32, variance: F32, invStd: F32): void;
+  batchNormTrain(x: F32, c: number, scale: F32n, offset: F32n, eps: number, y: F32n, mean: F32, variance: F32, invStd: F32): void;
+  channelAffine(x: F32, mul: F32, add: F32, y: F32, c: number): void;
   batchNormTrainGrad(dy: F32, x: F32, c: number, mean: F32, invStd: F32, scale: F32n, dx: F32, dScale: F32, dOffset: F32): void;
 }
 

@@ -15,11 +15,10 @@ const TOL = 1e-5;
 const NATIVE = 'qatkit-native';
 const active = await initBackend('native');
 const skip = active !== NATIVE ? `native backend not available: ${nativeLoadError()}` : false;
-const isas = skip ? [] : (['generic', 'avx2', 'avx512'] as const).filter((i) => {
-  const got = nativeAddon().setIsa(i);
-  return got.startsWith(i);
-});
-if (!skip) nativeAddon().setIsa('avx512');
+// The ISA the process started with (QATKIT_ISA may force a lower one: then every test uses it).
+const startIsa = skip ? 'generic' : (nativeAddon().info().isa.replace('+fma', '') as 'avx512' | 'avx2' | 'generic');
+const isas = skip ? [] : (['generic', 'avx2', 'avx512'] as const).filter((i) => nativeAddon().setIsa(i).startsWith(i));
+if (!skip) nativeAddon().setIsa(startIsa);
 
 /** Compares with cpu and checks that no overridden kernel fell back to cpu (unless allowed). */
 async function close(name: string, fn: () => tf.Tensor | tf.Tensor[], allowFallback = false): Promise<void> {
@@ -41,7 +40,7 @@ async function forEachIsa(body: (isa: string) => Promise<void>): Promise<void> {
       await body(isa);
     }
   } finally {
-    nativeAddon().setIsa('avx512');
+    nativeAddon().setIsa(startIsa);
   }
 }
 
@@ -50,6 +49,25 @@ test('native backend is the default when built, and reports its ISA and threads'
   const info = nativeAddon().info();
   assert.ok(info.threads >= 1);
   assert.ok(['avx512', 'avx2+fma', 'generic'].includes(info.isa));
+});
+
+test('recycled output buffers never show through: dataSync copies, slice views, reshapes', { skip }, () => {
+  const a = tf.fill([1000], 2), b = tf.fill([1000], 3);
+  const x = tf.mul(a, b);                      // native output, pooled memory
+  const seen = x.dataSync();
+  const view = tf.slice(x, [10], [20]);         // cpu Slice: a subarray view of x's buffer
+  const same = tf.reshape(x, [10, 100]);        // shares x's data id
+  x.dispose();
+  for (let i = 0; i < 5; i++) tf.dispose([tf.add(a, b), tf.sub(a, b)]); // would reuse x's buffer if freed
+  assert.deepEqual(Array.from(seen.slice(0, 3)), [6, 6, 6]);
+  assert.deepEqual(Array.from(view.dataSync().slice(0, 3)), [6, 6, 6]);
+  assert.deepEqual(Array.from(same.dataSync().slice(0, 3)), [6, 6, 6]);
+  tf.dispose([view, same]);
+  // Now x's buffer is free: it is reused, and earlier reads are unaffected.
+  const y = tf.add(a, b);
+  assert.equal(y.dataSync()[0], 5);
+  assert.equal(seen[0], 6);
+  tf.dispose([a, b, y]);
 });
 
 test('MatMul/BatchMatMul: all transposes, odd sizes, broadcast batches, every ISA', { skip }, async () => {
@@ -269,6 +287,10 @@ test('Sum/Max/Min/Mean over axes (contiguous natively, others via cpu)', { skip 
   }
   const big = randArray(r, 300000);
   await close('sum of 300k', () => [tf.sum(tf.tensor1d(big)), tf.mean(tf.tensor2d(big, [1000, 300]), 0)]);
+  await close('column reductions over many rows', () => {
+    const x = tf.tensor2d(big.subarray(0, 5003 * 16), [5003, 16]);
+    return [tf.sum(x, 0), tf.mean(x, 0), tf.max(x, 0), tf.min(x, 0), tf.sum(tf.reshape(x, [1, 5003, 16]), [0, 1])];
+  });
 });
 
 test('FusedBatchNorm and Softmax', { skip }, async () => {
@@ -297,7 +319,7 @@ test('fused training batch norm (QatBatchNormTrain + Grad) matches the tfjs-op c
   }
 });
 
-// Reference fake quantization in float32 arithmetic, round half to even.
+// Reference fake quantization in float32 arithmetic (x times the float32 reciprocal, as PyTorch), round half to even.
 function rne(v: number): number {
   const f = Math.floor(v), d = v - f;
   if (d > 0.5) return f + 1;
@@ -310,7 +332,7 @@ function fqRef(x: Float32Array, shape: number[], s: Float32Array, z: Float32Arra
   const mn = new Float32Array(nch).fill(Infinity), mx = new Float32Array(nch).fill(-Infinity);
   for (let i = 0; i < x.length; i++) {
     const c = Math.floor(i / inner) % nch;
-    const t = Math.fround(x[i] / s[c]), r = rne(t), q = r + z[c];
+    const t = Math.fround(x[i] * Math.fround(1 / s[c])), r = rne(t), q = r + z[c];
     const qc = Math.min(qmax, Math.max(qmin, q));
     y[i] = Math.fround((qc - z[c]) * s[c]);
     const inside = q >= qmin && q <= qmax;

@@ -11,8 +11,20 @@ import { batchNormKernelConfigs } from './batchnorm_kernels.js';
 
 export const NATIVE_BACKEND_NAME = 'qatkit-native';
 
+/** Upper bound on the bytes of free output buffers kept for reuse (env QATKIT_POOL_MB). */
+const POOL_CAP = Number(process.env.QATKIT_POOL_MB ?? 256) * 2 ** 20;
+
 export class NativeBackend extends MathBackendCPU {
   readonly addon: NativeAddon;
+  // Output buffers are recycled: a fresh buffer per kernel output costs more than a typical
+  // element-wise kernel (malloc, GC pressure, first-touch page faults). A buffer we
+  // allocated goes back to the pool when the last data entry using it is disposed (cpu
+  // kernels may alias it, e.g. Slice returns subarray views), and readSync hands out copies
+  // of pooled memory, so nothing outside the backend can see a buffer being reused.
+  private readonly live = new WeakMap<ArrayBufferLike, number>();
+  private readonly pool = new Map<number, ArrayBufferLike[]>();
+  private pooledBytes = 0;
+
   constructor(addon: NativeAddon) {
     super();
     this.addon = addon;
@@ -25,17 +37,63 @@ export class NativeBackend extends MathBackendCPU {
   out(shape: number[], values: Float32Array): TensorInfo {
     return this.makeTensorInfo(shape, 'float32', values);
   }
-  /** An uninitialized output buffer (native kernels write every element). Zero-filled
-   *  Float32Arrays cost more than a typical element-wise kernel: calloc plus first-touch. */
+  private buffer(bytes: number): ArrayBufferLike | null {
+    if (bytes === 0) return null;
+    const free = this.pool.get(bytes);
+    if (free && free.length) {
+      this.pooledBytes -= bytes;
+      return free.pop()!;
+    }
+    const b = Buffer.allocUnsafeSlow(bytes); // uninitialized: native kernels write every element
+    if (b.byteOffset !== 0 || b.buffer.byteLength !== bytes) return new ArrayBuffer(bytes);
+    this.live.set(b.buffer, 0);
+    return b.buffer;
+  }
+  /** An uninitialized output buffer of n floats. */
   alloc(n: number): Float32Array {
-    if (n === 0) return new Float32Array(0);
-    const b = Buffer.allocUnsafeSlow(n * 4);
-    return new Float32Array(b.buffer, b.byteOffset, n);
+    const ab = this.buffer(n * 4);
+    return ab ? new Float32Array(ab, 0, n) : new Float32Array(0);
   }
   allocU8(n: number): Uint8Array {
-    if (n === 0) return new Uint8Array(0);
-    const b = Buffer.allocUnsafeSlow(n);
-    return new Uint8Array(b.buffer, b.byteOffset, n);
+    const ab = this.buffer(n);
+    return ab ? new Uint8Array(ab, 0, n) : new Uint8Array(0);
+  }
+  private track(values: unknown, delta: number): void {
+    const buf = (values as { buffer?: ArrayBufferLike } | null)?.buffer;
+    if (!buf) return;
+    const n = this.live.get(buf);
+    if (n === undefined) return;
+    this.live.set(buf, n + delta);
+    if (n + delta === 0 && this.pooledBytes + buf.byteLength <= POOL_CAP) {
+      const list = this.pool.get(buf.byteLength);
+      if (list) list.push(buf);
+      else this.pool.set(buf.byteLength, [buf]);
+      this.pooledBytes += buf.byteLength;
+    }
+  }
+  override write(values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType): tf.DataId {
+    const id = super.write(values, shape, dtype);
+    this.track(values, +1);
+    return id;
+  }
+  override move(dataId: tf.DataId, values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType, refCount: number): void {
+    super.move(dataId, values, shape, dtype, refCount);
+    this.track(values, +1);
+  }
+  override disposeData(dataId: tf.DataId, force = false): boolean {
+    const entry = this.data.has(dataId) ? this.data.get(dataId) : undefined;
+    const r = super.disposeData(dataId, force);
+    if (entry && !this.data.has(dataId)) this.track(entry.values, -1);
+    return r;
+  }
+  override readSync(dataId: tf.DataId): tf.backend_util.BackendValues {
+    const v = super.readSync(dataId) as ArrayBufferView & { slice?: () => unknown };
+    return (v && this.live.has(v.buffer) && typeof v.slice === 'function' ? v.slice() : v) as tf.backend_util.BackendValues;
+  }
+  override dispose(): void {
+    this.pool.clear();
+    this.pooledBytes = 0;
+    super.dispose();
   }
 }
 

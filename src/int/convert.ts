@@ -13,15 +13,17 @@
 //     DequantizeLinear (per-channel scale s_x * s_w[c]): the float logits come from exact int32 accumulators
 //   DequantizeLinear before each float graph output
 //
-// Requantization: this engine uses the graph meta 'qatkit.requant' (default here 'fixedpoint': gemmlowp's int32
-// multiplier in [0.5, 1) and a shift); ONNX Runtime ignores it and requantizes in float32. The two agree except
-// where float32(acc) * float32(M) lands within rounding error of a .5 tie (see test/int_parity.test.ts).
+// Requantization: this engine follows the graph meta 'qatkit.requant', here 'fixedpoint-single' by default: the
+// int32 multiplier in [0.5, 1) and shift of gemmlowp (quantizeMultiplier), the product rounded once (TFLite's
+// single rounding). ONNX Runtime ignores the meta and requantizes in float32. The two agree except where
+// acc * M lies within float32 rounding error of a .5 tie. gemmlowp's double rounding ('fixedpoint') is off by one
+// far more often on these models (MNIST LeNet: 1-6 % of conv outputs, see the report in test/int_parity.test.ts).
 //
 // Imports fakeQuantParams / quantizeWeight from ../onnx/qdq.js so that QDQ and QOperator exports hold the very
 // same integer weights (both browser-safe, no tfjs).
 import {
   type DType, type Graph, type Node, type TensorData, type ValueInfo, GraphError, QATKIT_DOMAIN, allNames, attrFloat, attrInt,
-  elementCount, int, topoSort, uniqueName,
+  cloneGraph, elementCount, int, topoSort, uniqueName,
 } from '../graph/ir.js';
 import { fakeQuantParams, quantizeWeight, type FakeQuantParams } from '../onnx/qdq.js';
 import type { Requant } from './registry.js';
@@ -29,7 +31,7 @@ import type { Requant } from './registry.js';
 export const MS_DOMAIN = 'com.microsoft';
 
 export interface ConvertOptions {
-  /** requantization this engine applies to the result (graph meta 'qatkit.requant'); default 'fixedpoint' */
+  /** requantization this engine applies to the result (graph meta 'qatkit.requant'); default 'fixedpoint-single' */
   requant?: Requant;
 }
 
@@ -75,7 +77,24 @@ const containerRange = (d: Grid['dtype']): [number, number] => (d === 'int8' ? [
 const sameGrid = (a: Grid, b: Grid): boolean =>
   Math.fround(a.scale) === Math.fround(b.scale) && a.zp === b.zp && a.qmin === b.qmin && a.qmax === b.qmax && a.dtype === b.dtype;
 
+/** The float32 values a quantized weight stands for: (q - zp) * scale, per channel along its axis. */
+function dequantizeWeight(w: QWeight): TensorData {
+  const { p } = w;
+  const axis = p.axis === undefined ? 0 : p.axis < 0 ? p.axis + w.dims.length : p.axis;
+  const inner = p.axis === undefined ? elementCount(w.dims) : elementCount(w.dims.slice(axis + 1));
+  const C = p.scale.length;
+  return {
+    dtype: 'float32', dims: [...w.dims],
+    data: Float32Array.from(w.q, (q, i) => {
+      const c = Math.floor(i / inner) % C;
+      return (q - p.zeroPoint[c]) * p.scale[c];
+    }),
+  };
+}
+
 const isFakeQuant = (n: Node): boolean => n.op === 'FakeQuant' && n.domain === QATKIT_DOMAIN;
+
+const WEIGHTED = new Set(['Conv', 'Gemm', 'MatMul']);
 
 /** Ops that only move or select values: run on the integer tensor, output on the input's grid. */
 const GRID_PRESERVING = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Transpose', 'Squeeze', 'Unsqueeze']);
@@ -88,6 +107,55 @@ function intArray(dtype: DType, vals: ArrayLike<number>): Int8Array | Uint8Array
 
 /** Round half to even (ONNX, MLAS), exact for |v| < 2^51. */
 const rne = (v: number): number => v + 6755399441055744 - 6755399441055744;
+
+/**
+ * A float bias as the int32 the integer op adds to its accumulator: rne(b * factor / (s_x * s_w[c])), saturated.
+ * factor is beta / alpha for Gemm (1 otherwise). Its rounding (up to half of s_x * s_w) is the one place where the
+ * integer model departs from the fake-quant simulation, which adds the float bias: see withIntegerBiases.
+ */
+function biasToInt32(g: Graph, name: string, channels: number, sx: number, sw: Float32Array, factor: number, n: Node): Int32Array {
+  const b = g.initializers.get(name);
+  if (!b || b.dtype !== 'float32') throw new GraphError(`bias '${name}' must be a float32 initializer`, n);
+  const bv = b.data as Float32Array;
+  if (bv.length !== channels && bv.length !== 1) throw new GraphError(`bias '${name}' has ${bv.length} values, expected ${channels}`, n);
+  const out = new Int32Array(channels);
+  for (let c = 0; c < channels; c++) {
+    const v = rne((bv[bv.length === 1 ? 0 : c] * factor) / (sx * sw[sw.length === 1 ? 0 : c]));
+    out[c] = Math.max(-2147483648, Math.min(2147483647, v));
+  }
+  return out;
+}
+
+/**
+ * The prepared graph with each Conv / Gemm bias replaced by the value its int32 form stands for
+ * (b_int * s_x * s_w[c] * alpha / beta). The fake-quant simulation of the result computes what the converted integer
+ * model does, up to float32 accumulation order: use it to tell bias rounding apart from other differences, or as
+ * the graph to evaluate when the simulation must match deployment exactly. Does not change `prepared`.
+ */
+export function withIntegerBiases(prepared: Graph): Graph {
+  const g = cloneGraph(prepared);
+  const fq = new Map(g.nodes.filter(isFakeQuant).map((n) => [n.outputs[0], n]));
+  for (const n of g.nodes) {
+    if ((n.op !== 'Conv' && n.op !== 'Gemm') || (n.domain ?? '') !== '' || !n.inputs[2]) continue;
+    const xq = fq.get(n.inputs[0]);
+    const wq = fq.get(n.inputs[1]);
+    if (!xq || !wq || g.initializers.has(xq.inputs[0])) continue; // not quantized: convert rejects it anyway
+    const px = fakeQuantParams(g, xq);
+    const pw = fakeQuantParams(g, wq);
+    const alpha = n.op === 'Gemm' ? attrFloat(n, 'alpha', 1) : 1;
+    const beta = n.op === 'Gemm' ? attrFloat(n, 'beta', 1) : 1;
+    const b = g.initializers.get(n.inputs[2])!;
+    const channels = elementCount(b.dims);
+    const q = biasToInt32(g, n.inputs[2], channels, px.scale[0], pw.scale, beta / alpha, n);
+    const name = uniqueName(g, `${n.inputs[2]}_int32_grid`);
+    g.initializers.set(name, {
+      dtype: 'float32', dims: [...b.dims],
+      data: Float32Array.from(q, (v, c) => (v * px.scale[0] * pw.scale[pw.scale.length === 1 ? 0 : c] * alpha) / beta),
+    });
+    n.inputs[2] = name;
+  }
+  return g;
+}
 
 /**
  * Convert a prepared graph to an integer QOperator graph (new graph; `src` is not changed). Throws a GraphError
@@ -104,15 +172,20 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
     outputs: src.outputs.map((v) => ({ ...v, shape: v.shape ? [...v.shape] : undefined })),
     initializers: new Map(),
     opsets: {},
-    meta: { ...(src.meta ?? {}), 'qatkit.requant': opts.requant ?? 'fixedpoint', 'qatkit.format': 'qoperator' },
+    meta: { ...(src.meta ?? {}), 'qatkit.requant': opts.requant ?? 'fixedpoint-single' },
   };
   const outputNames = new Set(src.outputs.map((o) => o.name));
   const reps = new Map<string, Rep>();
   for (const i of g.inputs) reps.set(i.name, { kind: 'float', name: i.name });
   const weights = new Map<string, QWeight>();
 
+  // node names are their own namespace: a lowered node keeps its source node's name where it can
+  const nodeNames = new Set<string>();
   const emit = (op: string, base: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}, domain?: string): void => {
-    const n: Node = { name: fresh(base), op, inputs, outputs, attrs };
+    let name = base;
+    for (let k = 1; nodeNames.has(name); k++) name = `${base}_${k}`;
+    nodeNames.add(name);
+    const n: Node = { name, op, inputs, outputs, attrs };
     if (domain) n.domain = domain;
     g.nodes.push(n);
   };
@@ -121,14 +194,23 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
     g.initializers.set(name, t);
     return name;
   };
+  // small constants (scales, zero points, clip bounds) are shared by value: one initializer, named at first use
+  const shared = new Map<string, string>();
+  const small = (base: string, t: TensorData): string => {
+    if (elementCount(t.dims) > 256) return constant(base, t);
+    const key = `${t.dtype}|${t.dims.join(',')}|${Array.from(t.data as ArrayLike<number>).join(',')}`;
+    let name = shared.get(key);
+    if (!name) shared.set(key, (name = constant(base, t)));
+    return name;
+  };
   const f32 = (base: string, vals: ArrayLike<number>, dims: number[]): string =>
-    constant(base, { dtype: 'float32', dims, data: Float32Array.from(vals) });
+    small(base, { dtype: 'float32', dims, data: Float32Array.from(vals) });
   const ints = (base: string, dtype: DType, vals: ArrayLike<number>, dims: number[]): string =>
-    constant(base, { dtype, dims, data: intArray(dtype, vals) });
-  /** scale and zero point initializers of a per-tensor grid */
-  const gridParams = (base: string, gr: Grid): [string, string] => [
-    f32(`${base}_scale`, [gr.scale], []),
-    ints(`${base}_zero_point`, gr.dtype, [gr.zp], []),
+    small(base, { dtype, dims, data: intArray(dtype, vals) });
+  /** scale and zero point initializers of a per-tensor grid: the scale named after the tensor, the zero point by value */
+  const gridParams = (tensor: string, gr: Grid): [string, string] => [
+    f32(`${tensor}_scale`, [gr.scale], []),
+    ints(`${gr.dtype}_${gr.zp}`, gr.dtype, [gr.zp], []),
   ];
   /** the name an integer tensor gets: the source name unless that is a graph output (which stays float) */
   const intName = (name: string): string => (outputNames.has(name) ? fresh(`${name}_quantized`) : name);
@@ -143,7 +225,8 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
   const clampTo = (raw: string, out: string, dtype: Grid['dtype'], lo: number, hi: number, base: string): string => {
     const [cmin, cmax] = containerRange(dtype);
     if (lo <= cmin && hi >= cmax) return raw;
-    emit('Clip', `${base}/clip`, [raw, ints(`${base}_clip_min`, dtype, [Math.max(lo, cmin)], []), ints(`${base}_clip_max`, dtype, [Math.min(hi, cmax)], [])], [out]);
+    const [a, b] = [Math.max(lo, cmin), Math.min(hi, cmax)];
+    emit('Clip', `${base}/clip`, [raw, ints(`${dtype}_${a}`, dtype, [a], []), ints(`${dtype}_${b}`, dtype, [b], [])], [out]);
     return out;
   };
   /** emit an op producing an 8-bit tensor that must end up clamped to [lo, hi] under the name `out` */
@@ -190,26 +273,15 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
   };
 
   /** A float bias quantized to int32 at scale s_x * s_w[c] (times beta / alpha for Gemm). */
-  const quantizeBias = (name: string | undefined, channels: number, sx: number, w: QWeight, factor: number, n: Node): Int32Array | undefined => {
-    if (!name) return undefined;
-    const b = src.initializers.get(name);
-    if (!b || b.dtype !== 'float32') throw new GraphError(`bias '${name}' must be a float32 initializer`, n);
-    const bv = b.data as Float32Array;
-    if (bv.length !== channels && bv.length !== 1) throw new GraphError(`bias '${name}' has ${bv.length} values, expected ${channels}`, n);
-    const out = new Int32Array(channels);
-    for (let c = 0; c < channels; c++) {
-      const sw = w.p.scale[w.p.scale.length === 1 ? 0 : c];
-      const v = rne((bv[bv.length === 1 ? 0 : c] * factor) / (sx * sw));
-      out[c] = Math.max(-2147483648, Math.min(2147483647, v));
-    }
-    return out;
-  };
+  const quantizeBias = (name: string | undefined, channels: number, sx: number, w: QWeight, factor: number, n: Node): Int32Array | undefined =>
+    name ? biasToInt32(src, name, channels, sx, w.p.scale, factor, n) : undefined;
 
   /** Per-channel (or per-tensor) weight scale and zero point initializers. */
   const weightParams = (base: string, w: QWeight): [string, string] => {
     const perChannel = w.p.axis !== undefined;
     const dims = perChannel ? [w.p.scale.length] : [];
-    return [f32(`${base}_scale`, w.p.scale, dims), ints(`${base}_zero_point`, w.dtype, w.p.zeroPoint, dims)];
+    const zpName = w.p.zeroPoint.every((z) => z === 0) ? `${w.dtype}_zeros_${dims.join('x') || 'scalar'}` : `${base}_zero_point`;
+    return [f32(`${base}_scale`, w.p.scale, dims), ints(zpName, w.dtype, w.p.zeroPoint, dims)];
   };
 
   /** Scale of the int32 accumulator per output channel: float32(alpha * s_x * s_w[c]). */
@@ -238,8 +310,8 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
     return {
       node: n,
       toGrid(grid, lo, out) {
-        const inputs = [x.name, ...gridParams(`${n.name}_x`, x.grid), constant(`${n.name}.weight_quantized`, { dtype: w.dtype, dims: w.dims, data: w.q }),
-          ...weightParams(`${n.name}.weight`, w), ...gridParams(`${n.name}_y`, grid)];
+        const inputs = [x.name, ...gridParams(x.name, x.grid), constant(`${n.name}.weight_quantized`, { dtype: w.dtype, dims: w.dims, data: w.q }),
+          ...weightParams(`${n.name}.weight`, w), ...gridParams(out, grid)];
         if (bias) inputs.push(ints(`${n.name}.bias_quantized`, 'int32', bias, [OC]));
         emitClamped('QLinearConv', n.name, inputs, out, grid.dtype, lo, grid.qmax, attrs);
       },
@@ -247,7 +319,7 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
         const acc = fresh(`${n.outputs[0]}_int32`);
         const wzp = w.p.zeroPoint.some((z) => z !== 0) ? [weightParams(`${n.name}.weight`, w)[1]] : [];
         emit('ConvInteger', n.name, [x.name, constant(`${n.name}.weight_quantized`, { dtype: w.dtype, dims: w.dims, data: w.q }),
-          gridParams(`${n.name}_x`, x.grid)[1], ...wzp], [acc], attrs);
+          gridParams(x.name, x.grid)[1], ...wzp], [acc], attrs);
         const b = bias ? ints(`${n.name}.bias_quantized`, 'int32', bias, [1, OC, ...w.dims.slice(2).map(() => 1)]) : undefined;
         accToFloat(acc, b, accScale(x.grid.scale, w, OC), 1, out, relu, n.name);
       },
@@ -274,22 +346,22 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
     return {
       node: n,
       toGrid(grid, lo, out) {
-        const aParams = gridParams(`${n.name}_a`, a.grid);
+        const aParams = gridParams(a.name, a.grid);
         if (!bias && gemm.alpha === 1 && n.op === 'MatMul') {
           emitClamped('QLinearMatMul', n.name, [a.name, ...aParams, constant(`${n.name}.weight_quantized`, kn()), ...weightParams(`${n.name}.weight`, w),
-            ...gridParams(`${n.name}_y`, grid)], out, grid.dtype, lo, grid.qmax);
+            ...gridParams(out, grid)], out, grid.dtype, lo, grid.qmax);
           return;
         }
         const attrs: Node['attrs'] = gemm.transB ? { transB: int(1) } : {};
         if (gemm.alpha !== 1) attrs.alpha = { type: 'float', value: gemm.alpha };
         const cIn = bias ? ints(`${n.name}.bias_quantized`, 'int32', bias, [N]) : '';
         emitClamped('QGemm', n.name, [a.name, ...aParams, constant(`${n.name}.weight_quantized`, { dtype: w.dtype, dims: w.dims, data: w.q }),
-          ...weightParams(`${n.name}.weight`, w), cIn, ...gridParams(`${n.name}_y`, grid)], out, grid.dtype, lo, grid.qmax, attrs, MS_DOMAIN);
+          ...weightParams(`${n.name}.weight`, w), cIn, ...gridParams(out, grid)], out, grid.dtype, lo, grid.qmax, attrs, MS_DOMAIN);
       },
       toFloat(out, relu) {
         const acc = fresh(`${n.outputs[0]}_int32`);
         const wzp = w.p.zeroPoint.some((z) => z !== 0) ? [weightParams(`${n.name}.weight`, w)[1]] : [];
-        emit('MatMulInteger', n.name, [a.name, constant(`${n.name}.weight_quantized`, kn()), gridParams(`${n.name}_a`, a.grid)[1], ...wzp], [acc]);
+        emit('MatMulInteger', n.name, [a.name, constant(`${n.name}.weight_quantized`, kn()), gridParams(a.name, a.grid)[1], ...wzp], [acc]);
         const b = bias ? ints(`${n.name}.bias_quantized`, 'int32', bias, [N]) : undefined;
         accToFloat(acc, b, accScale(a.grid.scale, w, N, gemm.alpha), -1, out, relu, n.name);
       },
@@ -303,12 +375,12 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
     return {
       node: n,
       toGrid(grid, lo, out) {
-        emitClamped('QLinearMatMul', n.name, [a.name, ...gridParams(`${n.name}_a`, a.grid), b.name, ...gridParams(`${n.name}_b`, b.grid),
-          ...gridParams(`${n.name}_y`, grid)], out, grid.dtype, lo, grid.qmax);
+        emitClamped('QLinearMatMul', n.name, [a.name, ...gridParams(a.name, a.grid), b.name, ...gridParams(b.name, b.grid),
+          ...gridParams(out, grid)], out, grid.dtype, lo, grid.qmax);
       },
       toFloat(out, relu) {
         const acc = fresh(`${n.outputs[0]}_int32`);
-        emit('MatMulInteger', n.name, [a.name, b.name, gridParams(`${n.name}_a`, a.grid)[1], gridParams(`${n.name}_b`, b.grid)[1]], [acc]);
+        emit('MatMulInteger', n.name, [a.name, b.name, gridParams(a.name, a.grid)[1], gridParams(b.name, b.grid)[1]], [acc]);
         const y = relu ? fresh(`${out}_prerelu`) : out;
         emit('DequantizeLinear', `${n.name}/DequantizeLinear`, [acc, f32(`${n.name}_acc_scale`, [a.grid.scale * b.grid.scale], [])], [y]);
         if (relu) emit('Relu', `${n.name}/relu`, [y], [out]);
@@ -328,8 +400,8 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
       node: n,
       toGrid(grid, lo, out) {
         if (grid.dtype !== a.grid.dtype) throw new GraphError(`output grid is ${grid.dtype}, inputs ${a.grid.dtype}; QLinearAdd keeps the type`, n);
-        emitClamped('QLinearAdd', n.name, [a.name, ...gridParams(`${n.name}_a`, a.grid), b.name, ...gridParams(`${n.name}_b`, b.grid),
-          ...gridParams(`${n.name}_y`, grid)], out, grid.dtype, lo, grid.qmax, {}, MS_DOMAIN);
+        emitClamped('QLinearAdd', n.name, [a.name, ...gridParams(a.name, a.grid), b.name, ...gridParams(b.name, b.grid),
+          ...gridParams(out, grid)], out, grid.dtype, lo, grid.qmax, {}, MS_DOMAIN);
       },
       toFloat: noFloatTail(n, 'residual Add'),
     };
@@ -341,7 +413,7 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
       node: n,
       toGrid(grid, lo, out) {
         if (grid.dtype !== x.grid.dtype) throw new GraphError(`output grid is ${grid.dtype}, input ${x.grid.dtype}; QLinearGlobalAveragePool keeps the type`, n);
-        emitClamped('QLinearGlobalAveragePool', n.name, [x.name, ...gridParams(`${n.name}_x`, x.grid), ...gridParams(`${n.name}_y`, grid)],
+        emitClamped('QLinearGlobalAveragePool', n.name, [x.name, ...gridParams(x.name, x.grid), ...gridParams(out, grid)],
           out, grid.dtype, lo, grid.qmax, { channels_last: int(0) }, MS_DOMAIN);
       },
       toFloat: noFloatTail(n, 'GlobalAveragePool'),
@@ -379,25 +451,28 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
       );
     }
     const name = intName(out);
-    emitClamped('QuantizeLinear', `${n.name}/QuantizeLinear`, [r.name, ...gridParams(n.name, grid)], name, grid.dtype, grid.qmin, grid.qmax);
+    emitClamped('QuantizeLinear', n.name, [r.name, ...gridParams(name, grid)], name, grid.dtype, grid.qmin, grid.qmax);
     reps.set(out, { kind: 'q', name, grid });
   };
 
   for (const n of topoSort(src)) {
     if (isFakeQuant(n)) {
       const p = fakeQuantParams(src, n);
-      const w = src.initializers.get(n.inputs[0]);
+      // a FakeQuant on a quantized weight (prepare() puts an activation quantizer on MatMul's weight input too)
+      // moves the weight to the second grid: quantize the first grid's real values again
+      const w0 = weights.get(n.inputs[0]);
+      const w = w0 ? dequantizeWeight(w0) : src.initializers.get(n.inputs[0]);
       if (w) {
+        const [lo, hi] = containerRange(containerOf(p.signed));
+        if (p.qmin < lo || p.qmax > hi) throw new GraphError(`weight grid [${p.qmin}, ${p.qmax}] does not fit 8 bits`, n);
         weights.set(n.outputs[0], { fq: n, p, dims: [...w.dims], q: quantizeWeight(w, p, n), dtype: containerOf(p.signed) });
-        if (p.qmin < containerRange(containerOf(p.signed))[0] || p.qmax > containerRange(containerOf(p.signed))[1])
-          throw new GraphError(`weight grid [${p.qmin}, ${p.qmax}] does not fit 8 bits`, n);
       } else lowerActivationFq(n, p);
       continue;
     }
     if (n.domain && n.domain !== 'ai.onnx') throw new GraphError(`no integer lowering for domain ${n.domain}`, n);
     const out = n.outputs[0];
     const inReps = n.inputs.map((i) => (i ? reps.get(i) : undefined));
-    const w = n.inputs[1] ? weightOf(n.inputs[1], n) : undefined;
+    const w = WEIGHTED.has(n.op) && n.inputs[1] ? weightOf(n.inputs[1], n) : undefined;
     const pending = (op: Pending): void => void reps.set(out, { kind: 'pending', op, relu: false });
     switch (n.op) {
       case 'Conv':
@@ -477,7 +552,7 @@ export function convert(src: Graph, opts: ConvertOptions = {}): Graph {
     if (r.kind === 'float') {
       if (r.name !== o.name) emit('Identity', `${o.name}/Identity`, [r.name], [o.name]);
     } else if (r.kind === 'q') {
-      emit('DequantizeLinear', `${o.name}/DequantizeLinear`, [r.name, ...gridParams(`${o.name}_output`, r.grid)], [o.name]);
+      emit('DequantizeLinear', `${o.name}/DequantizeLinear`, [r.name, ...gridParams(r.name, r.grid)], [o.name]);
     } else r.op.toFloat(o.name, r.relu);
   }
 
@@ -538,36 +613,4 @@ export function withOutputs(g: Graph, names: readonly string[]): Graph {
     return { name, dtype };
   });
   return { ...g, outputs: [...g.outputs, ...extra] };
-}
-
-/** Number of elements of each integer initializer by dtype, and the widest bit range each needs (for size reports). */
-export function weightBits(g: Graph): { tensors: number; elements: number; byBits: Record<number, number> } {
-  const byBits: Record<number, number> = {};
-  let tensors = 0;
-  let elements = 0;
-  for (const t of g.initializers.values()) {
-    if (t.dtype !== 'int8' && t.dtype !== 'uint8') continue;
-    const n = elementCount(t.dims);
-    if (n < 2) continue;
-    tensors++;
-    elements += n;
-    const b = bitsNeeded(t.data as Int8Array | Uint8Array, t.dtype === 'int8');
-    byBits[b] = (byBits[b] ?? 0) + n;
-  }
-  return { tensors, elements, byBits };
-}
-
-/** The fewest of 2, 4, 8 bits that hold every value (two's complement when signed). */
-export function bitsNeeded(v: ArrayLike<number>, signed: boolean): 2 | 4 | 8 {
-  let lo = 0;
-  let hi = 0;
-  for (let i = 0; i < v.length; i++) {
-    if (v[i] < lo) lo = v[i];
-    if (v[i] > hi) hi = v[i];
-  }
-  for (const b of [2, 4] as const) {
-    const [mn, mx] = signed ? [-(1 << (b - 1)), (1 << (b - 1)) - 1] : [0, (1 << b) - 1];
-    if (lo >= mn && hi <= mx) return b;
-  }
-  return 8;
 }

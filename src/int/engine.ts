@@ -1,7 +1,7 @@
 // The integer inference engine: runs a graph whose every op has an integer kernel in the registry.
 // No tfjs and no node: imports, so it also runs in the browser.
 import { type Graph, type Node, type TensorData, GraphError, elementCount, topoSort } from '../graph/ir.js';
-import { type IntKernel, type KernelContext, type Requant, getIntKernel, normDomain } from './registry.js';
+import { type IntKernel, type KernelContext, type Requant, REQUANT_MODES, getIntKernel, normDomain } from './registry.js';
 import { registerBuiltinIntKernels } from './kernels/index.js';
 
 export interface IntSessionOptions {
@@ -89,7 +89,7 @@ function runStep(step: Step, inputs: (TensorData | undefined)[]): TensorData[] {
 export function createIntSession(g: Graph, opts: IntSessionOptions = {}): IntSession {
   registerBuiltinIntKernels();
   const requantMeta = g.meta?.['qatkit.requant'];
-  const requant: Requant = opts.requant ?? (requantMeta === 'fixedpoint' ? 'fixedpoint' : 'float');
+  const requant: Requant = opts.requant ?? (REQUANT_MODES.find((m) => m === requantMeta) ?? 'float');
   const order = topoSort(g);
   const feedNames = g.inputs.map((i) => i.name).filter((n) => !g.initializers.has(n));
   const outputNames = g.outputs.map((o) => o.name);

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  multiplierValue, multiplyByQuantizedMultiplier, quantizeMultiplier, quantizeMultipliers, roundingDivideByPOT,
-  saturatingRoundingDoublingHighMul,
+  multiplierValue, multiplyByQuantizedMultiplier, multiplyByQuantizedMultiplierSingle, quantizeMultiplier, quantizeMultipliers,
+  roundingDivideByPOT, saturatingRoundingDoublingHighMul,
 } from './fixedpoint.js';
 
 const INT32_MIN = -2147483648;
@@ -31,6 +31,14 @@ function mbqmRef(x: number, m: number, shift: number): number {
   const right = shift > 0 ? 0 : -shift;
   const shifted = Number(BigInt.asIntN(32, BigInt(x) << BigInt(left)));
   return rdbpotRef(srdhmRef(shifted, m), right);
+}
+
+/** TFLite's TFLITE_SINGLE_ROUNDING MultiplyByQuantizedMultiplier (x pre-shifted left, wrapping, as above). */
+function mbqmSingleRef(x: number, m: number, shift: number): number {
+  const left = shift > 0 ? shift : 0;
+  const T = 31n + BigInt(shift > 0 ? 0 : -shift);
+  const a = BigInt.asIntN(32, BigInt(x) << BigInt(left));
+  return Number((a * BigInt(m) + (1n << (T - 1n))) >> T); // >> on BigInt floors
 }
 
 /** Deterministic int32s, biased toward the edges where rounding bugs live. */
@@ -159,4 +167,36 @@ test('quantizeMultipliers packs per-channel values', () => {
   const r = quantizeMultipliers([0.5, 0.25, 0]);
   assert.deepEqual([...r.multiplier], [1073741824, 1073741824, 0]);
   assert.deepEqual([...r.shift], [0, -1, 0]);
+});
+
+test('MultiplyByQuantizedMultiplierSingle equals the TFLite single-rounding BigInt reference', () => {
+  const xs = [...int32s(7, 60000)];
+  let s = 5;
+  for (let i = 0; i < xs.length; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    const real = 2 ** ((s / 2 ** 32) * 36 - 32); // 2^-32 .. 2^4
+    const { multiplier, shift } = quantizeMultiplier(real);
+    const x = shift > 0 ? xs[i] >> 8 : xs[i];
+    const got = multiplyByQuantizedMultiplierSingle(x, multiplier, shift);
+    const want = mbqmSingleRef(x, multiplier, shift);
+    if (got !== want) assert.fail(`single(${x}, ${multiplier}, ${shift}) = ${got}, reference ${want}`);
+  }
+});
+
+test('single rounding is off by at most the multiplier error where gemmlowp double rounding is off by one', () => {
+  // 3766 * 0.0025221... = 9.49828 (a LeNet conv output): gemmlowp rounds to 2432 / 256 = 9.5 first, then up to 10
+  const q = { multiplier: 1386546468, shift: -8 };
+  assert.equal(multiplyByQuantizedMultiplier(3766, q.multiplier, q.shift), 10);
+  assert.equal(multiplyByQuantizedMultiplierSingle(3766, q.multiplier, q.shift), 9);
+  // ties go toward +infinity
+  const half = quantizeMultiplier(0.5);
+  assert.deepEqual([5, -5, 3, -3].map((x) => multiplyByQuantizedMultiplierSingle(x, half.multiplier, half.shift)), [3, -2, 2, -1]);
+  // |single - x * real| <= 1/2 + x * (Q31 error)
+  for (const real of [0.0003, 0.0271, 0.3333, 0.999, 1.5, 3.75]) {
+    const m = quantizeMultiplier(real);
+    for (const x of [0, 1, -1, 7, -7, 1000, -1000, 123456, -98765, 2 ** 20]) {
+      const got = multiplyByQuantizedMultiplierSingle(x, m.multiplier, m.shift);
+      assert.ok(Math.abs(got - x * multiplierValue(m)) <= 0.5, `${x} * ${real}: ${got}`);
+    }
+  }
 });

@@ -88,3 +88,22 @@ export function quantizeMultipliers(reals: ArrayLike<number>): { multiplier: Int
   }
   return { multiplier, shift };
 }
+
+/**
+ * MultiplyByQuantizedMultiplier with a single rounding (TFLite's TFLITE_SINGLE_ROUNDING; XNNPACK's "rndnu"):
+ * round(x * 2^left * multiplier / 2^(31 + right)), ties toward +infinity, computed exactly in int64 arithmetic.
+ * gemmlowp's double rounding (above) first rounds x * multiplier to Q31 and then again by 2^right, which is off by
+ * one whenever the first rounding lands on the second's tie: often when accumulators are small (few-bit operands)
+ * and a few values repeat (constant image backgrounds). x * 2^left wraps in int32 as above.
+ */
+export function multiplyByQuantizedMultiplierSingle(x: number, multiplier: number, shift: number): number {
+  const left = shift > 0 ? shift : 0;
+  const T = 31 + (shift > 0 ? 0 : -shift); // total right shift, 31 .. 62
+  const a = Math.imul(x, 1 << left);
+  // exact product a * multiplier = hi * 2^32 + lo, as in saturatingRoundingDoublingHighMul
+  const lo = Math.imul(a, multiplier) >>> 0;
+  const hi = Math.round((a * multiplier - lo) / TWO32);
+  // floor((product + 2^(T-1)) / 2^T)
+  if (T <= 32) return hi * 2 ** (32 - T) + Math.floor((lo + 2 ** (T - 1)) / 2 ** T);
+  return Math.floor((hi + 2 ** (T - 33)) / 2 ** (T - 32));
+}

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph, TensorData } from '../graph/ir.js';
-import { readOnnx } from '../onnx/model.js';
+import { UnsupportedModelError, readOnnx } from '../onnx/model.js';
 import { readTensorProto } from '../onnx/tensor.js';
 import { createIntSession, unsupportedNodes } from './engine.js';
 import type { Requant } from './registry.js';
@@ -97,7 +97,7 @@ function runCase(caseDir: string, name: string, opts: OnnxTestOptions): OnnxTest
     // a model using what the reader does not support (sequences, optionals, bfloat16, no ai.onnx opset)
     // is out of scope like an unregistered op; any other read error is a failure
     const msg = (e as Error).message;
-    const unsupported = /not supported|no opset for the default ONNX domain/.test(msg);
+    const unsupported = e instanceof UnsupportedModelError || /not supported|no opset for the default ONNX domain/.test(msg);
     return { name, status: unsupported ? 'skipped' : 'failed', reason: unsupported ? `model not loadable: ${msg}` : msg };
   }
   const missing = [...new Set(unsupportedNodes(g).map((n) => (n.domain ? `${n.domain}::${n.op}` : n.op)))];

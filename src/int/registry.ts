@@ -2,13 +2,19 @@
 import type { Node, TensorData } from '../graph/ir.js';
 
 /** How a QLinear* kernel turns its int32 accumulator into the output integer. */
-export type Requant = 'float' | 'fixedpoint';
+export type Requant = 'float' | 'fixedpoint' | 'fixedpoint-single';
+
+export const REQUANT_MODES: readonly Requant[] = ['float', 'fixedpoint', 'fixedpoint-single'];
+
+/** Either fixed-point mode (int32 multiplier and shift): the kernels' switch between float and integer arithmetic. */
+export const isFixedPoint = (r: Requant): boolean => r !== 'float';
 
 export interface KernelContext {
   node: Node;
   /**
    * 'float': ONNX/ONNX Runtime semantics, float32(acc) * float32 multiplier, round half to even.
-   * 'fixedpoint': gemmlowp/TFLite int32 multiplier and shift (see fixedpoint.ts).
+   * 'fixedpoint': gemmlowp/TFLite int32 multiplier and shift (see fixedpoint.ts), rounded twice as gemmlowp does.
+   * 'fixedpoint-single': the same multiplier and shift, the product rounded once (TFLITE_SINGLE_ROUNDING).
    */
   requant: Requant;
   /** opset version imported for the node's domain (0 when the graph imports none) */

@@ -5,6 +5,6 @@ export {
   DTYPE_ARRAY, ONNX_DTYPE, packNibbles, unpackNibbles, readTensorProto, readNamedTensorProto, writeTensorProto,
   type TensorWriteOptions,
 } from './tensor.js';
-export { readOnnx, writeOnnx, irVersionFor, domainVersion, type WriteOnnxOptions } from './model.js';
+export { readOnnx, writeOnnx, irVersionFor, domainVersion, UnsupportedModelError, type WriteOnnxOptions } from './model.js';
 export { normalize, canonicalViolations, CANONICAL_OPSET } from './normalize.js';
 export { toQdq, fakeQuantParams, quantizeWeight, fakeQuantValue, roundHalfEven, QDQ_MIN_OPSET, type FakeQuantParams } from './qdq.js';

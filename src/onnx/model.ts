@@ -25,6 +25,17 @@ const int64Wire = (v: number): number | bigint => {
   return b > INT64_MAX ? INT64_MAX : b < INT64_MIN ? INT64_MIN : b;
 };
 
+/**
+ * A model that is valid ONNX but uses what the IR cannot hold (sequence or optional types, untyped subgraph values,
+ * sparse initializers, model-local functions): callers may skip such models rather than fail.
+ */
+export class UnsupportedModelError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UnsupportedModelError';
+  }
+}
+
 // ---- reading -----------------------------------------------------------------
 
 interface Ctx {
@@ -65,7 +76,7 @@ function readDims(r: ProtoReader): Dim[] {
 }
 
 /** ValueInfoProto of a graph input or output: only tensor types are supported. */
-function readValueInfo(r: ProtoReader, where: string): ValueInfo {
+function readValueInfo(r: ProtoReader, where: string, subgraph: boolean): ValueInfo {
   let name = '';
   let elemType: number | undefined;
   let shape: Dim[] | undefined;
@@ -92,7 +103,10 @@ function readValueInfo(r: ProtoReader, where: string): ValueInfo {
       }
     } else r.skip(wire);
   }
-  if (other) throw new Error(`${where} '${name}': ${other} types are not supported (tensors only)`);
+  if (other) throw new UnsupportedModelError(`${where} '${name}': ${other} types are not supported (tensors only)`);
+  // ONNX lets a subgraph (a Loop body, say) leave its value types to inference; the IR needs a dtype on each
+  if (elemType === undefined && subgraph)
+    throw new UnsupportedModelError(`${where} '${name}': subgraph values without a tensor element type are not supported`);
   if (elemType === undefined) throw new Error(`${where} '${name}': no tensor element type`);
   const vi: ValueInfo = { name, dtype: dtypeFromOnnx(elemType, `${where} '${name}'`) };
   if (shape) vi.shape = shape;
@@ -124,7 +138,7 @@ function readAttr(r: ProtoReader, node: Pick<Node, 'name' | 'op'>, opsets: Recor
       case 3: a.i = lossyInt64(r); break;
       case 4: a.s = r.bytesView(); break;
       case 5: a.t = { type: 'tensor', value: decodeTensor(r.message(`${where} attribute tensor`), `${where} attribute`).tensor }; break;
-      case 6: a.g = readGraph(r.message(`${where} subgraph`), opsets, ctx, `${where} subgraph`); break;
+      case 6: a.g = readGraph(r.message(`${where} subgraph`), opsets, ctx, `${where} subgraph`, true); break;
       case 7: r.repeated(wire, Wire.Fixed32, (s) => s.float(), a.floats); break;
       case 8: r.repeated(wire, Wire.Varint, lossyInt64, a.ints); break;
       case 9: a.strings.push(r.bytesView()); break;
@@ -177,7 +191,7 @@ function readNode(r: ProtoReader, opsets: Record<string, number>, ctx: Ctx, wher
   return node;
 }
 
-function readGraph(r: ProtoReader, opsets: Record<string, number>, ctx: Ctx, where: string): Graph {
+function readGraph(r: ProtoReader, opsets: Record<string, number>, ctx: Ctx, where: string, subgraph = false): Graph {
   const g: Graph = { name: '', nodes: [], inputs: [], outputs: [], initializers: new Map(), opsets };
   while (!r.eof()) {
     const { field, wire } = r.tag();
@@ -190,9 +204,9 @@ function readGraph(r: ProtoReader, opsets: Record<string, number>, ctx: Ctx, whe
         g.initializers.set(name, tensor);
         break;
       }
-      case 11: g.inputs.push(readValueInfo(r.message(`${where} input`), `${where} input`)); break;
-      case 12: g.outputs.push(readValueInfo(r.message(`${where} output`), `${where} output`)); break;
-      case 15: throw new Error(`${where}: sparse_initializer (byte ${at}) is not supported; densify the model first`);
+      case 11: g.inputs.push(readValueInfo(r.message(`${where} input`), `${where} input`, subgraph)); break;
+      case 12: g.outputs.push(readValueInfo(r.message(`${where} output`), `${where} output`, subgraph)); break;
+      case 15: throw new UnsupportedModelError(`${where}: sparse_initializer (byte ${at}) is not supported; densify the model first`);
       default: r.skip(wire); // doc_string, value_info, quantization_annotation
     }
   }
@@ -236,7 +250,7 @@ export function readOnnx(bytes: Uint8Array, file?: string): Graph {
         hasMeta = true;
         break;
       }
-      case 25: throw new Error(`${pre}model-local functions (ModelProto.functions, byte ${at}) are not supported; inline them first`);
+      case 25: throw new UnsupportedModelError(`${pre}model-local functions (ModelProto.functions, byte ${at}) are not supported; inline them first`);
       default: r.skip(wire); // producer, domain, model_version, doc_string, training_info
     }
   }

@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { attrFloat, attrInt, attrInts, attrString, GraphError, type Node, type TensorData } from '../graph/ir.js';
 import { registerOp, type OpCtx } from './registry.js';
+import { batchNormTrain } from '../backend/batchnorm_kernels.js';
 
 /** NCHW axis -> NHWC axis for 4-D tensors */
 export const NHWC_AXIS = [0, 3, 1, 2];
@@ -252,13 +253,22 @@ export function batchNorm(
   let m = mean;
   let v = variance;
   if (ctx.training && !ctx.session.bnFrozen) {
+    const count = axes.reduce((p, a) => p * x.shape[a], 1);
+    const update = (bm: tf.Tensor, bv: tf.Tensor) => {
+      const unbiased = tf.mul(bv, count / Math.max(1, count - 1));
+      ctx.session.scheduleUpdate(meanName, tf.add(tf.mul(mean, momentum), tf.mul(bm, 1 - momentum)));
+      ctx.session.scheduleUpdate(varName, tf.add(tf.mul(variance, momentum), tf.mul(unbiased, 1 - momentum)));
+    };
+    if (c === x.rank - 1) {
+      // channels last: one fused pass forward and backward where the backend has the kernels
+      const r = batchNormTrain(x, scale, bias, eps);
+      update(r.mean, r.variance);
+      return r.y;
+    }
     const mom = tf.moments(x, axes);
     m = mom.mean;
     v = mom.variance;
-    const count = axes.reduce((p, a) => p * x.shape[a], 1);
-    const unbiased = tf.mul(v, count / Math.max(1, count - 1));
-    ctx.session.scheduleUpdate(meanName, tf.add(tf.mul(mean, momentum), tf.mul(m, 1 - momentum)));
-    ctx.session.scheduleUpdate(varName, tf.add(tf.mul(variance, momentum), tf.mul(unbiased, 1 - momentum)));
+    update(m, v);
   }
   const inv = tf.mul(tf.rsqrt(tf.add(v, eps)), scale);
   return tf.add(tf.mul(tf.sub(x, tf.reshape(m, shape)), tf.reshape(inv, shape)), tf.reshape(bias, shape));

@@ -7,6 +7,7 @@
 // so that the group is an axis of its own first.
 
 import * as tf from '@tensorflow/tfjs-core';
+import { fakeQuantGradKernel, fakeQuantKernel, hasFakeQuantKernel } from '../backend/fakequant_kernels.js';
 
 export interface FakeQuantOpts {
   qmin: number;
@@ -123,6 +124,8 @@ export function fakeQuant(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, 
   const est = getEstimator(opts.estimator ?? 'ste');
   const perScale = scale.size > 0 ? x.size / scale.size : 0;
   const gradFactor = opts.gradFactor ?? est.defaultGradFactor?.(perScale, qmax) ?? 1;
+  const native = nativeFakeQuant(x, scale, zeroPoint, qmin, qmax, est);
+  if (native) return native;
   const fn = customGrad3((xs, s, z, save) => {
     const xf = f32(xs);
     const sf = f32(s);
@@ -139,6 +142,39 @@ export function fakeQuant(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, 
           g.dScale ? sumToShape(g.dScale, s.shape) : tf.zerosLike(s),
           g.dZeroPoint ? sumToShape(g.dZeroPoint, z.shape) : tf.zerosLike(z),
         ];
+      },
+    };
+  });
+  return fn(x, scale, zeroPoint);
+}
+
+/** The channel axis a broadcast scale selects: -1 per tensor, undefined when it is no single axis. */
+function scaleAxis(x: tf.Tensor, scale: tf.Tensor): number | undefined {
+  if (scale.size === 1) return -1;
+  if (scale.rank !== x.rank) return undefined;
+  const axes = scale.shape.flatMap((d, i) => (d === 1 ? [] : [i]));
+  return axes.length === 1 && scale.shape[axes[0]] === x.shape[axes[0]] ? axes[0] : undefined;
+}
+
+/**
+ * The backend's own fake-quant kernels (the native addon registers them) for STE: one pass forward, one pass
+ * backward, instead of a dozen tfjs ops. Same arithmetic as the tfjs-op path below (x times the float32 reciprocal,
+ * half to even). LSQ keeps the tfjs-op path: it reproduces PyTorch's learnable backward, whose mask rounds
+ * (x/scale + zp) rather than round(x/scale) + zp and so differs at ties. Undefined where not applicable.
+ */
+function nativeFakeQuant(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number, qmax: number, est: Estimator): tf.Tensor | undefined {
+  if (est !== steEstimator || !hasFakeQuantKernel() || x.dtype !== 'float32') return undefined;
+  const axis = scaleAxis(x, scale);
+  if (axis === undefined) return undefined;
+  const fn = customGrad3((xs, s, z, save) => {
+    const flatS = tf.reshape(f32(s), [-1]);
+    const zp = tf.reshape(effectiveZeroPoint(z, qmin, qmax), [-1]);
+    save([xs, flatS, zp]);
+    return {
+      value: fakeQuantKernel(xs, flatS, zp, qmin, qmax, axis),
+      gradFunc: (dy, [sx, ss, sz]) => {
+        const g = fakeQuantGradKernel(dy, sx, ss, sz, qmin, qmax, axis);
+        return [g.dx, tf.zerosLike(s), tf.zerosLike(z)];
       },
     };
   });

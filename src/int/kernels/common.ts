@@ -1,7 +1,7 @@
 // Shared pieces of the integer kernels: requantization loops, window geometry, caching of constant-derived data.
 import { type DType, type Node, type TensorData, GraphError, attrInts, attrString } from '../../graph/ir.js';
-import type { KernelContext } from '../registry.js';
-import { multiplyByQuantizedMultiplier } from '../fixedpoint.js';
+import { type KernelContext, isFixedPoint } from '../registry.js';
+import { multiplyByQuantizedMultiplier, multiplyByQuantizedMultiplierSingle, quantizeMultipliers } from '../fixedpoint.js';
 import { wasmGemm } from './wasm_gemm.js';
 import { intRange, rint } from '../tensor.js';
 
@@ -40,13 +40,23 @@ export function requantFloat(
   for (let i = 0; i < n; i++) out[outOff + i] = rint(Math.min(Math.max(Math.fround(Math.fround((acc[accOff + i] + bias) | 0) * mult), lo), hi)) + zp;
 }
 
-/** gemmlowp/TFLite requantization: MultiplyByQuantizedMultiplier, add the zero point, saturate. */
+/**
+ * gemmlowp/TFLite requantization: MultiplyByQuantizedMultiplier (rounded twice as gemmlowp, or once when `single`),
+ * add the zero point, saturate.
+ */
 export function requantFixed(
   acc: Int32Array, accOff: number, n: number, multiplier: number, shift: number, zp: number, qmin: number, qmax: number,
-  out: IntArray, outOff: number, bias = 0,
+  out: IntArray, outOff: number, bias = 0, single = false,
 ): void {
+  const mul = single ? multiplyByQuantizedMultiplierSingle : multiplyByQuantizedMultiplier;
   for (let i = 0; i < n; i++)
-    out[outOff + i] = Math.min(Math.max(multiplyByQuantizedMultiplier((acc[accOff + i] + bias) | 0, multiplier, shift) + zp, qmin), qmax);
+    out[outOff + i] = Math.min(Math.max(mul((acc[accOff + i] + bias) | 0, multiplier, shift) + zp, qmin), qmax);
+}
+
+/** Per-channel fixed-point multipliers for the session's mode, or undefined for float requantization. */
+export function fixedMultipliers(ctx: KernelContext, reals: ArrayLike<number>): FixedMultipliers | undefined {
+  if (!isFixedPoint(ctx.requant)) return undefined;
+  return { ...quantizeMultipliers(reals), single: ctx.requant === 'fixedpoint-single' };
 }
 
 // ---- sliding-window geometry (Conv, ConvInteger, QLinearConv, MaxPool) --------------------------
@@ -105,7 +115,12 @@ export function to3d(v: number[], fill: number): [number, number, number] {
 
 // ---- draining accumulator blocks: int32 copy, or requantization (in wasm when C lives there) ----------
 
-export interface FixedMultipliers { multiplier: Int32Array; shift: Int32Array }
+export interface FixedMultipliers {
+  multiplier: Int32Array;
+  shift: Int32Array;
+  /** one rounding of the product ('fixedpoint-single') instead of gemmlowp's two */
+  single?: boolean;
+}
 
 /** Where int32 accumulator rows go: an int32 tensor (ConvInteger) or requantized 8-bit outputs, per output channel. */
 export type Sink =
@@ -140,7 +155,7 @@ export function drain(
       ti[o * 4 + 2] = sink.fixed ? sink.fixed.multiplier[oc] : 0;
       ti[o * 4 + 3] = sink.fixed ? sink.fixed.shift[oc] : 0;
     }
-    w.requant(cOff, ldc, rows, OH, OW, wp, tab, outOff, sink.zp, sink.qmin, sink.qmax, sink.fixed ? 1 : 0);
+    w.requant(cOff, ldc, rows, OH, OW, wp, tab, outOff, sink.zp, sink.qmin, sink.qmax, sink.fixed ? (sink.fixed.single ? 2 : 1) : 0);
     const n = rows * OH * OW;
     sink.y.set(sink.y instanceof Int8Array ? new Int8Array(mem, outOff, n) : new Uint8Array(mem, outOff, n), dst0);
     return;
@@ -152,7 +167,7 @@ export function drain(
       const dst = dst0 + (o * OH + oh) * OW;
       if (sink.kind === 'int32') sink.out.set(C.subarray(src, src + OW), dst);
       else if (sink.fixed)
-        requantFixed(C, src, OW, sink.fixed.multiplier[oc], sink.fixed.shift[oc], sink.zp, sink.qmin, sink.qmax, sink.y, dst, sink.bias ? sink.bias[oc] : 0);
+        requantFixed(C, src, OW, sink.fixed.multiplier[oc], sink.fixed.shift[oc], sink.zp, sink.qmin, sink.qmax, sink.y, dst, sink.bias ? sink.bias[oc] : 0, sink.fixed.single);
       else requantFloat(C, src, OW, sink.mult[oc], sink.zp, sink.qmin, sink.qmax, sink.y, dst, sink.bias ? sink.bias[oc] : 0);
     }
   }

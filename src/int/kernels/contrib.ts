@@ -1,9 +1,9 @@
 // com.microsoft QLinearAdd and QLinearGlobalAveragePool with ONNX Runtime's contrib semantics.
 // 'float' reproduces ONNX Runtime's x86 MLAS kernels (AVX2 QLinearAdd with fused multiply-adds);
-// 'fixedpoint' is TFLite's integer-only Add and an int32 multiplier for the mean.
+// 'fixedpoint' is TFLite's integer-only Add and an int32 multiplier for the mean ('fixedpoint-single': rounded once).
 import { type TensorData, GraphError, attrInt, elementCount } from '../../graph/ir.js';
-import type { IntKernel, KernelContext } from '../registry.js';
-import { multiplyByQuantizedMultiplier, quantizeMultiplier } from '../fixedpoint.js';
+import { type IntKernel, type KernelContext, isFixedPoint } from '../registry.js';
+import { multiplyByQuantizedMultiplier, multiplyByQuantizedMultiplierSingle, quantizeMultiplier } from '../fixedpoint.js';
 import {
   broadcastIndex, broadcastShape, checkDType, newTensor, numArray, requireInput, rint, scalar,
 } from '../tensor.js';
@@ -35,17 +35,17 @@ interface AddParams { sA: number; zA: number; sB: number; zB: number; sC: number
 
 function addFn(p: AddParams, requant: KernelContext['requant'], side: 'a' | 'b' | 'none'): AddFn {
   const { sA, zA, sB, zB, sC, zC, qmin, qmax } = p;
-  if (requant === 'fixedpoint') {
+  if (isFixedPoint(requant)) {
     // TFLite reference Add: both inputs to a common scale 2*max(sA, sB) with 20 bits of headroom
+    const mbqm = requant === 'fixedpoint-single' ? multiplyByQuantizedMultiplierSingle : multiplyByQuantizedMultiplier;
     const leftShift = 20;
     const twiceMax = 2 * Math.max(sA, sB);
     const qa = quantizeMultiplier(sA / twiceMax);
     const qb = quantizeMultiplier(sB / twiceMax);
     const qo = quantizeMultiplier(twiceMax / (2 ** leftShift * sC));
     return (a, b) => {
-      const sum = multiplyByQuantizedMultiplier((a - zA) << leftShift, qa.multiplier, qa.shift) +
-        multiplyByQuantizedMultiplier((b - zB) << leftShift, qb.multiplier, qb.shift);
-      return Math.min(Math.max(multiplyByQuantizedMultiplier(sum, qo.multiplier, qo.shift) + zC, qmin), qmax);
+      const sum = mbqm((a - zA) << leftShift, qa.multiplier, qa.shift) + mbqm((b - zB) << leftShift, qb.multiplier, qb.shift);
+      return Math.min(Math.max(mbqm(sum, qo.multiplier, qo.shift) + zC, qmin), qmax);
     };
   }
   // MLAS AVX2: r = zC - (rA*zA + rB*zB) + b*rB + a*rA in float32 with FMAs, converted round-half-even, saturated;
@@ -144,9 +144,9 @@ function qlinearGlobalAveragePool(inputs: ReadonlyArray<TensorData | undefined>,
   }
   const out = newTensor(dtype, outDims);
   const y = out.data as IntArray;
-  if (ctx.requant === 'fixedpoint') {
+  if (isFixedPoint(ctx.requant)) {
     const q = quantizeMultiplier(xScale / (yScale * S));
-    requantFixed(acc, 0, N * C, q.multiplier, q.shift, yzp, qmin, qmax, y, 0);
+    requantFixed(acc, 0, N * C, q.multiplier, q.shift, yzp, qmin, qmax, y, 0, 0, ctx.requant === 'fixedpoint-single');
   } else {
     // MLAS: x_scale / (y_scale * image_size) in float32
     requantFloat(acc, 0, N * C, Math.fround(xScale / Math.fround(yScale * S)), yzp, qmin, qmax, y, 0);

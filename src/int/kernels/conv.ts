@@ -5,9 +5,10 @@
 // K contiguous) and the GEMM. Accumulators then go through one drain (requantization) per (image, group).
 import { type Node, type TensorData, GraphError, attrInt, attrInts } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
-import { quantizeMultipliers } from '../fixedpoint.js';
 import { checkDType, floatValues, newTensor, numArray, requireInput, scalar } from '../tensor.js';
-import { type IntArray, type Sink, type Window, drain, drainScratch, memo, outRange, to3d, windowGeometry } from './common.js';
+import {
+  type FixedMultipliers, type IntArray, type Sink, type Window, drain, drainScratch, fixedMultipliers, memo, outRange, to3d, windowGeometry,
+} from './common.js';
 import { gemmBuffers, padK, wasmRegions } from './gemm.js';
 import { wasmGemm } from './wasm_gemm.js';
 
@@ -212,7 +213,7 @@ function convInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   return { dtype: 'int32', dims: s.outDims, data: out };
 }
 
-interface QConvParams { mult: Float32Array; fixed: { multiplier: Int32Array; shift: Int32Array } | undefined }
+interface QConvParams { mult: Float32Array; fixed: FixedMultipliers | undefined }
 
 function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
   const { node } = ctx;
@@ -236,7 +237,7 @@ function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
     // ONNX Runtime: float32 x_scale * w_scale / y_scale
     for (let oc = 0; oc < s.OC; oc++) mult[oc] = Math.fround(Math.fround(xScale * ws[ws.length === 1 ? 0 : oc]) / yScale);
     const real = Array.from({ length: s.OC }, (_, oc) => (xScale * ws[ws.length === 1 ? 0 : oc]) / yScale);
-    return { mult, fixed: ctx.requant === 'fixedpoint' ? quantizeMultipliers(real) : undefined };
+    return { mult, fixed: fixedMultipliers(ctx, real) };
   });
   let bias: Int32Array | undefined;
   if (inputs[8]) {

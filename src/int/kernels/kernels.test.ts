@@ -203,12 +203,14 @@ test('wasm requantization equals the JS loops bit for bit, float and fixed point
   const r = new R(10);
   const rows = 6, OH = 3, OW = 5, wp = 7, ldc = 24;
   for (const [dtype, zp, qmin, qmax] of [['uint8', 131, 0, 255], ['int8', -7, -128, 127]] as const)
-    for (const fixedMode of [false, true])
+    for (const fixedMode of [false, true, 'single'] as const)
       for (let rep = 0; rep < 20; rep++) {
         const mult = Float32Array.from({ length: rows }, () => Math.fround(2 ** (r.float() * 20 - 16)));
         const bias = Int32Array.from({ length: rows }, () => r.int(-100000, 100000));
         const q = Array.from(mult, (m) => quantizeMultiplier(rep % 2 ? m : m * 64)); // odd reps: left shifts too
-        const fixed = fixedMode ? { multiplier: Int32Array.from(q, (v) => v.multiplier), shift: Int32Array.from(q, (v) => v.shift) } : undefined;
+        const fixed = fixedMode
+          ? { multiplier: Int32Array.from(q, (v) => v.multiplier), shift: Int32Array.from(q, (v) => v.shift), single: fixedMode === 'single' }
+          : undefined;
         const reg = wasmRegions([rows * ldc * 4, ...drainScratch(rows, OH * OW)]);
         assert.ok(reg);
         const C = new Int32Array(reg.memory, reg.offsets[0], rows * ldc);
@@ -224,6 +226,24 @@ test('wasm requantization equals the JS loops bit for bit, float and fixed point
         drain(viaJs, jsC, -1, ldc, wp, rows, OH, OW, 0, 2, undefined);
         assert.deepEqual(arr({ dtype, dims: [], data: viaWasm.y }), arr({ dtype, dims: [], data: viaJs.y }), `${dtype} fixed=${fixedMode} rep ${rep}`);
       }
+});
+
+test('wasm float requantization rounds ties of acc * M half to even before adding an odd zero point', { skip: wasmGemm() ? false : 'no WebAssembly SIMD' }, () => {
+  const rows = 1, OH = 1, OW = 8, ldc = 8;
+  const reg = wasmRegions([rows * ldc * 4, ...drainScratch(rows, OH * OW)]);
+  assert.ok(reg);
+  const C = new Int32Array(reg.memory, reg.offsets[0], rows * ldc);
+  C.set([1, 3, 5, 7, -1, -3, 69, 71]); // times 0.5: exact ties 0.5, 1.5, ... 34.5, 35.5
+  const sink = (): Sink & { kind: 'q8' } => ({
+    kind: 'q8', y: new Uint8Array(OW + 3), mult: Float32Array.of(0.5), bias: undefined, fixed: undefined, zp: 127, qmin: 0, qmax: 255,
+  });
+  const viaWasm = sink();
+  const viaJs = sink();
+  drain(viaWasm, C, reg.offsets[0], ldc, OW, rows, OH, OW, 0, 0, reg.offsets.slice(1));
+  drain(viaJs, C.slice(), -1, ldc, OW, rows, OH, OW, 0, 0, undefined);
+  const want = [0, 2, 2, 4, -0, -2, 34, 36].map((v) => v + 127);
+  assert.deepEqual([...viaJs.y.subarray(0, OW)], want);
+  assert.deepEqual([...viaWasm.y.subarray(0, OW)], want);
 });
 
 test('QLinearMatMul: per-row a scales and zero points, batch broadcast on both sides, against a naive reference', () => {

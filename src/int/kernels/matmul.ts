@@ -1,7 +1,7 @@
 // MatMulInteger and QLinearMatMul: numpy matmul broadcasting (1-D operands, batch dims), zero points and
 // scales per tensor, per row of a ([M] or [..., M, 1]) and per column of b ([N] or [..., 1, N]).
 import { type Node, type TensorData, GraphError, elementCount } from '../../graph/ir.js';
-import type { IntKernel, KernelContext } from '../registry.js';
+import { type IntKernel, type KernelContext, isFixedPoint } from '../registry.js';
 import { quantizeMultiplier } from '../fixedpoint.js';
 import {
   broadcastIndex, broadcastShape, checkDType, floatValues, newTensor, numArray, requireInput, rint, scalar,
@@ -156,6 +156,8 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
   let lastAs = NaN;
   let lastB = -1;
   const perTensorB = bScale.every((v) => v === bScale[0]);
+  const fixed = isFixedPoint(ctx.requant);
+  const single = ctx.requant === 'fixedpoint-single';
   accumulateEach(s, A, B, (q, C, ldc) => {
     for (let m = 0; m < M; m++) {
       const as = aScale[s.aIdx[q] * M + m];
@@ -167,7 +169,7 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
           const bsc = bScale[bOff + n];
           // ONNX Runtime: float32 a_scale * b_scale / y_scale; fixed point from the exact double product
           mult[n] = Math.fround(Math.fround(as * bsc) / yScale);
-          if (ctx.requant === 'fixedpoint') {
+          if (fixed) {
             const qm = quantizeMultiplier((as * bsc) / yScale);
             fm[n] = qm.multiplier;
             fs[n] = qm.shift;
@@ -177,12 +179,12 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
       const off = (q * M + m) * N;
       if (perTensorB) {
         // one multiplier for the row
-        if (ctx.requant === 'fixedpoint') requantFixed(C, m * ldc, N, fm[0], fs[0], yzp, qmin, qmax, y, off);
+        if (fixed) requantFixed(C, m * ldc, N, fm[0], fs[0], yzp, qmin, qmax, y, off, 0, single);
         else requantFloat(C, m * ldc, N, mult[0], yzp, qmin, qmax, y, off);
         continue;
       }
-      if (ctx.requant === 'fixedpoint')
-        for (let n = 0; n < N; n++) requantFixed(C, m * ldc + n, 1, fm[n], fs[n], yzp, qmin, qmax, y, off + n);
+      if (fixed)
+        for (let n = 0; n < N; n++) requantFixed(C, m * ldc + n, 1, fm[n], fs[n], yzp, qmin, qmax, y, off + n, 0, single);
       else
         for (let n = 0; n < N; n++) y[off + n] = rint(Math.min(Math.max(Math.fround(Math.fround(C[m * ldc + n]) * mult[n]), lo), hi)) + yzp;
     }

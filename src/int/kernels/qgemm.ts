@@ -5,9 +5,8 @@
 // The converter (convert.ts) lowers a quantized Gemm to this: per-channel weights and an int32 bias in one op.
 import { type TensorData, GraphError, attrFloat, attrInt } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
-import { quantizeMultipliers } from '../fixedpoint.js';
 import { checkDType, floatValues, newTensor, numArray, requireInput, rint, scalar } from '../tensor.js';
-import { type IntArray, memo, outRange, requantFixed } from './common.js';
+import { type IntArray, fixedMultipliers, memo, outRange, requantFixed } from './common.js';
 import { gemmBuffers, padK } from './gemm.js';
 
 const Q8 = ['int8', 'uint8'] as const;
@@ -95,7 +94,7 @@ function qgemm(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext
   const { qmin, qmax } = outRange(dtype, ctx);
   const params = memo(ctx, 'mult', [1, 4, 7], () => ({
     mult: Float32Array.from(bScale, (bs) => Math.fround(Math.fround(ab * bs) / yScale)),
-    fixed: ctx.requant === 'fixedpoint' ? quantizeMultipliers(Array.from(bScale, (bs) => (alpha * aScale * bs) / yScale)) : undefined,
+    fixed: fixedMultipliers(ctx, Array.from(bScale, (bs) => (alpha * aScale * bs) / yScale)),
   }));
   const out = newTensor(dtype, [M, N]);
   const y = out.data as IntArray;
@@ -105,7 +104,8 @@ function qgemm(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext
     const src = m * buf.ldc;
     const dst = m * N;
     if (params.fixed)
-      for (let n = 0; n < N; n++) requantFixed(C, src + n, 1, params.fixed.multiplier[n], params.fixed.shift[n], yzp, qmin, qmax, y, dst + n);
+      for (let n = 0; n < N; n++)
+        requantFixed(C, src + n, 1, params.fixed.multiplier[n], params.fixed.shift[n], yzp, qmin, qmax, y, dst + n, 0, params.fixed.single);
     else
       for (let n = 0; n < N; n++) y[dst + n] = rint(Math.min(Math.max(Math.fround(Math.fround(C[src + n]) * params.mult[n]), lo), hi)) + yzp;
   }

@@ -1,11 +1,10 @@
 // ai.qatkit Requantize: int32 accumulators (from MatMulInteger / ConvInteger) to 8 bits, per tensor or per axis.
 // y = saturate(round(x * scale) + zero_point), int8 when zero_point is omitted, with the session's arithmetic:
-// 'float' as ONNX Runtime's MLAS requantization, 'fixedpoint' as gemmlowp (what our converted graphs use).
+// 'float' as ONNX Runtime's MLAS requantization, 'fixedpoint' / 'fixedpoint-single' as gemmlowp / TFLite single rounding.
 import { type TensorData, GraphError, QATKIT_DOMAIN, attrInt, elementCount } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
-import { quantizeMultipliers } from '../fixedpoint.js';
 import { checkDType, floatValues, intRange, newTensor, normAxis, numArray, requireInput } from '../tensor.js';
-import { type IntArray, memo, requantFixed, requantFloat } from './common.js';
+import { type IntArray, fixedMultipliers, memo, requantFixed, requantFloat } from './common.js';
 
 function requantize(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
   const { node } = ctx;
@@ -29,7 +28,7 @@ function requantize(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelCo
     inner = elementCount(x.dims.slice(axis + 1));
   }
   const s = floatValues(scaleT, node, 'scale');
-  const fixed = memo(ctx, 'fixed', [1], () => (ctx.requant === 'fixedpoint' ? quantizeMultipliers(s) : undefined));
+  const fixed = memo(ctx, 'fixed', [1], () => fixedMultipliers(ctx, s));
   const acc = x.data as Int32Array;
   const out = newTensor(dtype, x.dims);
   const y = out.data as IntArray;
@@ -37,7 +36,7 @@ function requantize(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelCo
     for (let c = 0; c < D; c++) {
       const off = (o * D + c) * inner;
       const zp = zps ? zps[c] : 0;
-      if (fixed) requantFixed(acc, off, inner, fixed.multiplier[c], fixed.shift[c], zp, qmin, qmax, y, off);
+      if (fixed) requantFixed(acc, off, inner, fixed.multiplier[c], fixed.shift[c], zp, qmin, qmax, y, off, 0, fixed.single);
       else requantFloat(acc, off, inner, s[c], zp, qmin, qmax, y, off);
     }
   return out;

@@ -3,7 +3,7 @@
 //   in blocks of 2 rows x 4 columns with i32x4.dot_i16x8_s (8 multiply-adds per instruction, exact in int32).
 //   Sizes are padded by the caller: Mp even, Np a multiple of 4, Kp a multiple of 8 with zeros in A's padding.
 // - conv: a stride-1 convolution as shifted GEMMs over a padded input (no im2row).
-// - requant: int32 accumulators to 8 bits, ONNX Runtime's float32 way or gemmlowp's fixed point.
+// - requant: int32 accumulators to 8 bits, ONNX Runtime's float32 way or gemmlowp's fixed point (double or single rounding).
 // Standard wasm SIMD (Node >= 16, every current browser); where it is missing, callers use JS loops, same results.
 
 const I32 = 0x7f;
@@ -232,15 +232,16 @@ function convBody(): number[] {
  * requant(c, ldc, nOc, OH, OW, wp, table, out, zp, qmin, qmax, mode): int32 accumulator rows to 8-bit outputs.
  * Row o of C (stride ldc) holds output rows oh at c + (o*ldc + oh*wp)*4; out receives o*OH*OW + oh*OW + ow bytes
  * (up to 3 bytes of scratch past the end). table holds per row {f32 multiplier, i32 bias, i32 Q31 multiplier,
- * i32 shift}. mode 0: ONNX Runtime's float32 requantization (convert, multiply, clamp, round half to even, |zp| < 2^22);
+ * i32 shift}. mode 0: ONNX Runtime's float32 requantization (convert, multiply, clamp, round half to even, add zp);
  * mode 1: gemmlowp's fixed point (SaturatingRoundingDoublingHighMul, whose nudge makes it floor((a*b + 2^30) / 2^31)
- * for a positive multiplier, then RoundingDivideByPOT), 4 values at a time.
+ * for a positive multiplier, then RoundingDivideByPOT), 4 values at a time; mode 2: fixed point with one rounding,
+ * (x*M + 2^(30+right)) >> (31+right) in int64 (TFLite's TFLITE_SINGLE_ROUNDING).
  */
 function requantBody(): number[] {
   const [Cc, LDC2, NOC, OH, OW, WP, TAB, OUT, ZP, QMIN, QMAX, MODE] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
-  const [O, OHI, OWI, S, D, TP, LEFT, RIGHT, SHIFT, MASK] = [12, 13, 14, 15, 16, 17, 18, 19, 20, 21];
+  const [O, OHI, OWI, S, D, TP, LEFT, RIGHT, SHIFT, MASK, SH64] = [12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22];
   const [VBIAS, VMULT, VM, VLO, VHI, VZP, VQMIN, VQMAX, X, P0, P1, VMASK, VHALF, VROUND, VMAGIC, VMAGICBITS] =
-    [22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37];
+    [23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38];
   const i32load = (off: number) => [0x28, 2, ...uleb(off)];
   const f32load = (off: number) => [0x2a, 2, ...uleb(off)];
   const i32store = [0x36, 0, 0];
@@ -250,6 +251,9 @@ function requantBody(): number[] {
   const select = [0x1b];
   const eqz = [0x45];
   const i64c = (v: number) => [0x42, ...sleb(v)];
+  const i32eq = [0x46];
+  const i64extendU = [0xad];
+  const i64shl = [0x86];
   const f32FromI32 = [0xb2];
   const i32splat = simd(0x11);
   const i64splat = simd(0x12);
@@ -276,7 +280,7 @@ function requantBody(): number[] {
   const ifElse = (a: number[], b: number[]) => [0x04, 0x40, ...a, 0x05, ...b, 0x0b];
   const LOW32 = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
   const LOWBYTES = [0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12];
-  const prod = (ext: number[]) => [...get(X), ...get(VM), ...ext, ...get(VROUND), ...i64x2add, ...i32c(31), ...i64x2shrS];
+  const prod = (ext: number[]) => [...get(X), ...get(VM), ...ext, ...get(VROUND), ...i64x2add, ...get(SH64), ...i64x2shrS];
   const fixedPath = [
     ...get(X), ...get(LEFT), ...i32x4shl, ...set(X),
     ...prod(extmulLo), ...set(P0), ...prod(extmulHi), ...set(P1),
@@ -288,11 +292,12 @@ function requantBody(): number[] {
     ...i32x4gtS, ...i32x4sub,
     ...get(VZP), ...i32x4add, ...get(VQMIN), ...i32x4maxS, ...get(VQMAX), ...i32x4minS, ...set(X),
   ];
-  // clamp (pmax/pmin are plain maxps/minps: no NaN can occur here), then round half to even and add the zero
-  // point in one float add of 1.5 * 2^23 + zp: the integer lands in the low mantissa bits
+  // clamp (pmax/pmin are plain maxps/minps: no NaN can occur here), round half to even by a float add of 1.5 * 2^23
+  // (the integer lands in the low mantissa bits), then add the zero point as an integer: adding it inside the float
+  // add would round ties of v + zp instead of v, one off from MLAS at exact ties when zp is odd
   const floatPath = [
     ...get(X), ...f32x4fromI32, ...get(VMULT), ...f32x4mul, ...get(VLO), ...f32x4pmax, ...get(VHI), ...f32x4pmin,
-    ...get(VMAGIC), ...f32x4add, ...get(VMAGICBITS), ...i32x4sub, ...set(X),
+    ...get(VMAGIC), ...f32x4add, ...get(VMAGICBITS), ...i32x4sub, ...get(VZP), ...i32x4add, ...set(X),
   ];
   const owLoop = [
     ...block, ...loop,
@@ -327,6 +332,11 @@ function requantBody(): number[] {
     // left = max(shift, 0), right = max(-shift, 0)
     ...get(SHIFT), ...i32c(0), ...get(SHIFT), ...i32c(0), ...gtS, ...select, ...set(LEFT),
     ...i32c(0), ...i32c(0), ...get(SHIFT), ...sub, ...get(SHIFT), ...i32c(0), ...gtS, ...select, ...set(RIGHT),
+    // mode 2 (single rounding): the product is rounded once, by 2^(31 + right), and RoundingDivideByPOT shifts by 0;
+    // mode 1: (x*M + 2^30) >> 31, then RoundingDivideByPOT by right
+    ...i32c(31), ...get(RIGHT), ...i32c(0), ...get(MODE), ...i32c(2), ...i32eq, ...select, ...add, ...set(SH64),
+    ...i64c(1), ...get(SH64), ...i32c(1), ...sub, ...i64extendU, ...i64shl, ...i64splat, ...set(VROUND),
+    ...i32c(0), ...get(RIGHT), ...get(MODE), ...i32c(2), ...i32eq, ...select, ...set(RIGHT),
     ...i32c(1), ...get(RIGHT), ...shl, ...i32c(1), ...sub, ...set(MASK),
     ...get(MASK), ...i32splat, ...set(VMASK),
     ...get(MASK), ...i32c(1), ...shrS, ...i32splat, ...set(VHALF),
@@ -335,16 +345,15 @@ function requantBody(): number[] {
     ...get(O), ...i32c(1), ...add, ...set(O),
     ...br(0), ...end, ...end,
   ];
-  const locals = [2, ...uleb(10), I32, ...uleb(16), V128]; // 10 i32 (12..21), 16 v128 (22..37)
+  const locals = [2, ...uleb(11), I32, ...uleb(16), V128]; // 11 i32 (12..22), 16 v128 (23..38)
   const code = [
-    ...f32c(12582912), ...get(ZP), ...f32FromI32, ...[0x92], ...f32splat, ...set(VMAGIC), // f32.add: 1.5*2^23 + zp
+    ...f32c(12582912), ...f32splat, ...set(VMAGIC), // 1.5 * 2^23
     ...i32c(0x4b400000), ...i32splat, ...set(VMAGICBITS),
     ...get(QMIN), ...get(ZP), ...sub, ...f32FromI32, ...f32splat, ...set(VLO),
     ...get(QMAX), ...get(ZP), ...sub, ...f32FromI32, ...f32splat, ...set(VHI),
     ...get(ZP), ...i32splat, ...set(VZP),
     ...get(QMIN), ...i32splat, ...set(VQMIN),
     ...get(QMAX), ...i32splat, ...set(VQMAX),
-    ...i64c(1 << 30), ...i64splat, ...set(VROUND),
     ...i32c(0), ...set(O),
     ...oLoop,
     ...end,

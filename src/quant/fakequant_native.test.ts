@@ -1,0 +1,58 @@
+// The native backend's fused fake-quant kernels give what the tfjs-op path gives (values and STE/LSQ gradients).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../backend/index.js';
+import { hasFakeQuantKernel } from '../backend/fakequant_kernels.js';
+import { fakeQuant } from './fakequant.js';
+
+interface Case {
+  shape: number[];
+  scaleShape: number[];
+  qmin: number;
+  qmax: number;
+  estimator: 'ste' | 'lsq';
+}
+
+const CASES: Case[] = [
+  { shape: [4, 3, 5, 5], scaleShape: [], qmin: 0, qmax: 255, estimator: 'ste' },
+  { shape: [4, 3, 5, 5], scaleShape: [], qmin: 0, qmax: 15, estimator: 'lsq' },
+  { shape: [6, 3, 3, 3], scaleShape: [6, 1, 1, 1], qmin: -7, qmax: 7, estimator: 'ste' },
+  { shape: [6, 3, 3, 3], scaleShape: [6, 1, 1, 1], qmin: -127, qmax: 127, estimator: 'lsq' },
+  { shape: [10, 8], scaleShape: [1, 8], qmin: -1, qmax: 1, estimator: 'lsq' },
+];
+
+function run(c: Case, x: Float32Array, s: Float32Array, z: Float32Array) {
+  return tf.tidy(() => {
+    const xs = tf.tensor(x, c.shape);
+    const ss = tf.tensor(s, c.scaleShape);
+    const zs = tf.tensor(z, c.scaleShape);
+    const f = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => tf.sum(tf.mul(fakeQuant(a, b, d, c), tf.cos(a)));
+    const y = fakeQuant(xs, ss, zs, c).dataSync() as Float32Array;
+    const [gx, gs, gz] = tf.grads(f)([xs, ss, zs]).map((g) => g.dataSync() as Float32Array);
+    return { y: Float32Array.from(y), gx: Float32Array.from(gx), gs: Float32Array.from(gs), gz: Float32Array.from(gz) };
+  });
+}
+
+test('native fused fake-quant (STE) equals the tfjs-op path; LSQ stays on tfjs ops and agrees too', async (t) => {
+  if ((await initBackend('native')) !== 'qatkit-native' || !hasFakeQuantKernel()) {
+    t.skip('native backend not built');
+    return;
+  }
+  for (const c of CASES) {
+    const n = c.shape.reduce((a, b) => a * b, 1);
+    const m = Math.max(1, c.scaleShape.reduce((a, b) => a * b, 1));
+    // values on half-steps make ties; others random
+    const s = Float32Array.from({ length: m }, (_, i) => 0.05 + 0.01 * i);
+    const x = Float32Array.from({ length: n }, (_, i) => (i % 5 === 0 ? (Math.floor(i / 7) - 20 + 0.5) * s[0] : Math.sin(i * 12.9898) * 3));
+    const z = Float32Array.from({ length: m }, (_, i) => (c.qmin === 0 ? 3 + i : 0));
+    await initBackend('native');
+    const nat = run(c, x, s, z);
+    await initBackend('cpu');
+    const ref = run(c, x, s, z);
+    assert.deepEqual(nat.y, ref.y, `forward ${JSON.stringify(c)}`);
+    assert.deepEqual(nat.gx, ref.gx, `dx ${JSON.stringify(c)}`);
+    for (const k of ['gs', 'gz'] as const)
+      ref[k].forEach((v, i) => assert.ok(Math.abs(nat[k][i] - v) <= 1e-5 * (1 + Math.abs(v)), `${k}[${i}] ${nat[k][i]} vs ${v} ${JSON.stringify(c)}`));
+  }
+});
