@@ -31,5 +31,5 @@ test('LeNet-5 on 640 MNIST images (10 steps): same first-epoch loss on native, c
   const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
   assert.ok(rel(native.loss, cpu.loss) < 1e-5, `native ${native.loss} vs cpu ${cpu.loss}`);
   assert.ok(rel(native.loss, wasm.loss) < 1e-3, `native ${native.loss} vs wasm ${wasm.loss}`);
-  assert.ok(Math.abs(native.acc - wasm.acc) <= 0.004, `accuracy native ${native.acc} vs wasm ${wasm.acc}`);
+  assert.ok(Math.abs(native.acc - wasm.acc) <= 0.01, `accuracy native ${native.acc} vs wasm ${wasm.acc}`);
 });
