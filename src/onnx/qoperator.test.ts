@@ -69,7 +69,8 @@ test('int4Weights: 4-bit weights as ONNX INT4 behind a Cast at opset 21, which O
   for (const c of casts) assert.equal(q4.initializers.get(c.inputs[0])!.dtype, 'int4');
   const b8 = writeOnnx(q8);
   const b4 = writeOnnx(q4);
-  assert.ok(b4.length < 0.6 * b8.length, `INT4 file ${b4.length} bytes vs ${b8.length}`);
+  const weights = 8 * 9 + 128 * 96 + 96 * 4;
+  assert.ok(b8.length - b4.length >= 0.45 * weights, `INT4 file ${b4.length} bytes vs ${b8.length}: half a byte saved per weight, less the Casts`);
   assert.deepEqual(await ortLogits(b4), await ortLogits(b8));
   // 8-bit weights stay as they are
   const w8 = toQOperator(await prepared('w8a8'), { int4Weights: true });
