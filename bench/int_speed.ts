@@ -5,7 +5,7 @@
  *   npx tsc -p . && node dist/bench/int_speed.js [--reps 15] [--out rows.json] [--models lenet5,resnet8] [--recipes w8a8,w4a4]
  *
  * Each sample times enough back-to-back runs to last >= 20 ms; the table shows medians over --reps samples after
- * warm-up, as process CPU time per run (robust on a shared machine; ORT's worker thread included) and wall time.
+ * 200 ms of warm-up, as process CPU time per run (robust on a shared machine; ORT's worker thread included) and wall time.
  * ratio = ort_ms / ours_ms on CPU time (> 1: we are faster). Our engine runs the converted graph as shipped
  * ('fixedpoint-single' requantization, Clips folded); ORT runs its own float requantization. Calibration uses MNIST
  * when it is installed, else synthetic images: speed does not depend on the data. Not a test: nothing here runs in CI.
@@ -51,7 +51,9 @@ const cpuMs = (): number => {
 
 /** Median CPU and wall ms per run of an async-capable function, after warm-up, batching runs into >= 20 ms samples. */
 async function timeRuns(run: () => unknown, reps: number): Promise<{ cpu: number; wall: number }> {
-  for (let i = 0; i < 3; i++) await run();
+  // warm-up: JIT tiers, caches, ORT's first-run allocations (at least 3 runs and 200 ms)
+  const w0 = performance.now();
+  for (let i = 0; i < 3 || performance.now() - w0 < 200; i++) await run();
   let k = 1;
   for (;;) {
     const t0 = performance.now();

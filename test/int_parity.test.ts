@@ -7,7 +7,7 @@
 // - engine vs ONNX Runtime: our 'fixedpoint-single' requantization rounds acc * M once with a Q31 multiplier, ORT
 //   rounds float32(acc) * float32(M) half to even; they differ only when acc * M is within float rounding error of a
 //   .5 tie. gemmlowp's double rounding ('fixedpoint') first rounds to Q31 x 2^-right and is off by one whenever that
-//   lands on a tie (measured below: 1-6 % of LeNet's conv outputs, as MNIST's constant background repeats one
+//   lands on a tie (measured below; up to 6 % of a conv layer's outputs where MNIST's constant background repeats one
 //   accumulator per channel). With 'float' requantization the engine is ORT bit for bit.
 // - engine vs the fake-quant simulation: the int32 bias at scale s_x * s_w is rounded (up to 0.5 s_x s_w / s_y of an
 //   output step), float32 accumulation in the simulation vs exact integers, and x * (1/s) (the simulation, as

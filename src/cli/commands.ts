@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import type { Graph } from '../graph/ir.js';
 import { writeOnnx } from '../onnx/model.js';
 import { toQdq } from '../onnx/qdq.js';
-import { ortEvaluate } from '../pipeline/ort.js';
+import { formatModelSizes, modelSizes, stripFakeQuant, toQOperator } from '../onnx/qoperator.js';
+import { convert } from '../int/convert.js';
+import { readPacked, writePacked } from '../int/packed.js';
+import { intEvaluate, ortEvaluate } from '../pipeline/ort.js';
 import { evaluateGraph, qat, trainFloat, type Budget } from '../pipeline/steps.js';
 import { ptq } from '../ptq/calibrate.js';
 import { recipeByName, validateObserver, type Recipe } from '../spec/quantspec.js';
@@ -152,16 +155,28 @@ registerCommand({
 
 registerCommand({
   name: 'eval',
-  synopsis: 'MODEL.onnx --data NAME [--ort]',
-  summary: 'Test accuracy of a model (float, fake-quantized or QDQ) in our executor, or in ONNX Runtime with --ort.',
-  flags: { ...DATA_FLAGS, ort: { type: 'boolean', help: 'run in ONNX Runtime instead (the file must be plain ONNX: export it first)' } },
+  synopsis: 'MODEL --data NAME [--ort | --int]',
+  summary: 'Test accuracy of a model: in our tfjs executor (float or fake-quantized ONNX), ONNX Runtime (--ort), or our integer engine (--int; .qatk files always).',
+  flags: {
+    ...DATA_FLAGS,
+    ort: { type: 'boolean', help: 'run the ONNX file in ONNX Runtime (export it first)' },
+    int: { type: 'boolean', help: 'run in our integer engine: a fake-quantized model is converted first; .qatk and QOperator files run as they are' },
+  },
   async run(f, [model]) {
-    const path = need(model, 'MODEL.onnx', 'eval');
-    const g = await loadModel(path);
+    const path = need(model, 'MODEL', 'eval');
     const { test } = loadData({ ...f, limit: 1 });
+    const { readFile } = await import('node:fs/promises');
+    if (path.endsWith('.qatk') || f.int) {
+      const g = path.endsWith('.qatk') ? readPacked(new Uint8Array(await readFile(path)), path) : await loadModel(path);
+      checkFits(g, test, path);
+      const isPrepared = g.nodes.some((n) => n.op === 'FakeQuant');
+      const r = intEvaluate(isPrepared ? convert(g) : g, test);
+      console.log(`${path}: integer engine test accuracy ${pct(r.accuracy)} on ${r.n} examples`);
+      return;
+    }
+    const g = await loadModel(path);
     checkFits(g, test, path);
     if (f.ort) {
-      const { readFile } = await import('node:fs/promises');
       const r = await ortEvaluate(new Uint8Array(await readFile(path)), test);
       console.log(`${path}: ONNX Runtime test accuracy ${pct(r.accuracy)} on ${r.n} examples`);
     } else {
@@ -175,18 +190,32 @@ export function exportQdq(g: Graph): Uint8Array {
   return writeOnnx(toQdq(g));
 }
 
+const EXPORTERS: Record<string, { what: string; write(g: Graph): Uint8Array }> = {
+  qdq: { what: 'ONNX QDQ (QuantizeLinear/DequantizeLinear around float ops; ONNX Runtime fuses them into integer kernels)', write: exportQdq },
+  qoperator: { what: 'ONNX QOperator (QLinearConv, QGemm, QLinearAdd, ...: integer ops, int8 containers)', write: (g) => writeOnnx(toQOperator(g)) },
+  'qoperator-int4': { what: 'ONNX QOperator with 4-bit weights stored as ONNX INT4 (opset 21)', write: (g) => writeOnnx(toQOperator(g, { int4Weights: true })) },
+  packed: { what: "qatkit's packed integer model (.qatk: int4 two per byte, int2 four per byte), run by our integer engine", write: (g) => writePacked(convert(g)) },
+};
+
 registerCommand({
   name: 'export',
-  synopsis: 'Q.onnx --format qdq --out DEPLOY.onnx',
-  summary: 'Export a fake-quantized model to ONNX that ONNX Runtime runs in integers.',
-  flags: { format: { type: 'string', help: 'qdq', default: 'qdq' }, out: { type: 'string', help: 'output .onnx file' } },
+  synopsis: 'Q.onnx --format qdq|qoperator|qoperator-int4|packed --out FILE',
+  summary: 'Export a fake-quantized model for deployment: ONNX (QDQ or QOperator) or the packed integer format.',
+  flags: {
+    format: { type: 'string', help: Object.keys(EXPORTERS).join(', '), default: 'qdq' },
+    out: { type: 'string', help: 'output file' },
+    sizes: { type: 'boolean', help: 'also print the size of every format against the float model' },
+  },
   async run(f, [model]) {
     const path = need(model, 'Q.onnx', 'export');
     const out = need(f.out as string, '--out', 'export');
-    if (f.format !== 'qdq') throw new QatError(`qat export: unknown --format '${f.format}' (known: qdq)`);
-    const bytes = exportQdq(await loadModel(path));
+    const ex = EXPORTERS[String(f.format)];
+    if (!ex) throw new QatError(`qat export: unknown --format '${f.format}' (known: ${Object.keys(EXPORTERS).join(', ')})`);
+    const g = await loadModel(path);
+    const bytes = ex.write(g);
     await writeFileAtomic(out, bytes);
-    console.log(`wrote ${out} (${bytes.length} bytes, QDQ)`);
+    console.log(`wrote ${out} (${bytes.length} bytes): ${ex.what}`);
+    if (f.sizes) console.log(formatModelSizes(modelSizes(g, stripFakeQuant(g)), path));
   },
 });
 

@@ -1,9 +1,10 @@
 // qat demo: train a float CNN, quantize it with PTQ and QAT per recipe, export each to ONNX QDQ, check each in ONNX
 // Runtime, print one table (and write it as JSON with --out).
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeOnnx } from '../onnx/model.js';
-import { ortEvaluate } from '../pipeline/ort.js';
+import { intEvaluate, ortEvaluate } from '../pipeline/ort.js';
+import { convert } from '../int/convert.js';
+import { writePacked } from '../int/packed.js';
 import { evaluateGraph, qat, trainFloat } from '../pipeline/steps.js';
 import { ptq } from '../ptq/calibrate.js';
 import { recipeByName } from '../spec/quantspec.js';
@@ -23,7 +24,12 @@ export interface DemoRow {
   accuracy_ort: number;
   /** share of test examples where ONNX Runtime and the simulation predict the same class */
   agreement: number;
+  /** bytes of the exported ONNX model (QDQ for quantized rows) */
   bytes: number;
+  /** accuracy of the converted integer model in our integer engine (null for float) */
+  accuracy_int: number | null;
+  /** bytes of the packed integer model (.qatk; null for float) */
+  bytes_packed: number | null;
 }
 
 const DEFAULTS: Record<string, { model: string; epochs: number; qatEpochs: number }> = {
@@ -33,20 +39,37 @@ const DEFAULTS: Record<string, { model: string; epochs: number; qatEpochs: numbe
 };
 
 export function formatTable(rows: DemoRow[]): string {
-  const head = ['dataset', 'model', 'recipe', 'method', 'acc (sim)', 'acc (ORT)', 'agree', 'bytes'];
-  const body = rows.map((r) => [r.dataset, r.model, r.recipe, r.method, (100 * r.accuracy_sim).toFixed(2) + '%', (100 * r.accuracy_ort).toFixed(2) + '%', (100 * r.agreement).toFixed(2) + '%', String(r.bytes)]);
+  const head = ['dataset', 'model', 'recipe', 'method', 'acc (sim)', 'acc (ORT)', 'agree', 'acc (int)', 'bytes (ONNX)', 'bytes (packed)'];
+  const p = (v: number | null) => (v === null ? '-' : (100 * v).toFixed(2) + '%');
+  const body = rows.map((r) => [r.dataset, r.model, r.recipe, r.method, p(r.accuracy_sim), p(r.accuracy_ort), p(r.agreement), p(r.accuracy_int), String(r.bytes), r.bytes_packed === null ? '-' : String(r.bytes_packed)]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (c: string[]) => '| ' + c.map((s, i) => s.padEnd(w[i])).join(' | ') + ' |';
   return [line(head), '|' + w.map((x) => '-'.repeat(x + 2)).join('|') + '|', ...body.map(line)].join('\n');
 }
 
-async function rowFor(g: Graph, bytes: Uint8Array, test: Dataset, base: Omit<DemoRow, 'accuracy_sim' | 'accuracy_ort' | 'agreement' | 'bytes'>, onnxPath: string): Promise<DemoRow> {
-  await writeFileAtomic(onnxPath, bytes);
+type RowBase = Pick<DemoRow, 'dataset' | 'model' | 'recipe' | 'method'>;
+
+/** Evaluate one model every way: simulation, ONNX Runtime on its ONNX export, and (quantized) our integer engine. */
+async function rowFor(g: Graph, test: Dataset, base: RowBase, work: string): Promise<DemoRow> {
+  const quantized = base.method !== 'float';
+  const stem = join(work, quantized ? `${base.recipe}-${base.method}` : 'float');
+  const onnx = quantized ? exportQdq(g) : writeOnnx(g);
+  await writeFileAtomic(`${stem}${quantized ? '.qdq' : ''}.onnx`, onnx);
   const sim = evaluateGraph(g, test);
-  const ort = await ortEvaluate(bytes, test);
+  const ort = await ortEvaluate(onnx, test);
   let same = 0;
   for (let i = 0; i < test.n; i++) if (sim.predictions[i] === ort.predictions[i]) same++;
-  return { ...base, accuracy_sim: sim.accuracy, accuracy_ort: ort.accuracy, agreement: same / test.n, bytes: bytes.length };
+  let accuracy_int: number | null = null;
+  let bytes_packed: number | null = null;
+  if (quantized) {
+    const integer = convert(g);
+    const packed = writePacked(integer);
+    await writeFileAtomic(`${stem}.qatk`, packed);
+    await writeFileAtomic(`${stem}.qop.onnx`, writeOnnx(integer));
+    accuracy_int = intEvaluate(integer, test).accuracy;
+    bytes_packed = packed.length;
+  }
+  return { ...base, accuracy_sim: sim.accuracy, accuracy_ort: ort.accuracy, agreement: same / test.n, bytes: onnx.length, accuracy_int, bytes_packed };
 }
 
 registerCommand({
@@ -86,12 +109,12 @@ registerCommand({
     await saveModel(floatPath, floatGraph);
     const float = await loadModel(floatPath);
     const base = { dataset: data, model };
-    const rows: DemoRow[] = [await rowFor(float, writeOnnx(float), test, { ...base, recipe: 'fp32', method: 'float' }, floatPath)];
+    const rows: DemoRow[] = [await rowFor(float, test, { ...base, recipe: 'fp32', method: 'float' }, work)];
     console.error(`float: ${(100 * rows[0].accuracy_sim).toFixed(2)}%`);
 
     for (const recipe of recipes) {
       const p = ptq(float, recipe, train, { batches: 16, batchSize, seed });
-      rows.push(await rowFor(p, exportQdq(p), test, { ...base, recipe: recipe.name, method: 'ptq' }, join(work, `${recipe.name}-ptq.qdq.onnx`)));
+      rows.push(await rowFor(p, test, { ...base, recipe: recipe.name, method: 'ptq' }, work));
       console.error(`ptq ${recipe.name}: ${(100 * rows[rows.length - 1].accuracy_sim).toFixed(2)}%`);
 
       const r = recipeByName(recipe.name);
@@ -99,7 +122,7 @@ registerCommand({
       const qatBudget = { epochs: (f['qat-epochs'] as number | undefined) ?? d.qatEpochs, batchSize, lr: f['qat-lr'] as number, seed };
       const { graph: q } = await qat(float, r, train, qatBudget, { checkpoint: join(work, `${recipe.name}-qat.ckpt`), progress: true, log: console.error });
       await saveModel(join(work, `${recipe.name}-qat.qat.onnx`), q);
-      rows.push(await rowFor(q, exportQdq(q), test, { ...base, recipe: recipe.name, method: 'qat' }, join(work, `${recipe.name}-qat.qdq.onnx`)));
+      rows.push(await rowFor(q, test, { ...base, recipe: recipe.name, method: 'qat' }, work));
       console.error(`qat ${recipe.name}: ${(100 * rows[rows.length - 1].accuracy_sim).toFixed(2)}%`);
     }
 
@@ -108,6 +131,5 @@ registerCommand({
       await writeFileAtomic(String(f.out), JSON.stringify(rows, null, 2) + '\n');
       console.error(`wrote ${f.out}`);
     }
-    void existsSync;
   },
 });

@@ -104,13 +104,12 @@ test('the converted model computes the fake-quant simulation once biases sit on 
     const scale = Math.max(...sim.map(Math.abs));
     const off = sim.filter((v, i) => Math.abs(v - ours[i]) > 1e-4 * scale).length;
     assert.ok(off <= sim.length * 0.02, `${recipe}: ${off} of ${sim.length} logits differ`);
-    // the bias rounding withIntegerBiases removes: biases move by at most half a step of s_x * s_w
+    // ptq() already returns biases on the int32 grid, so snapping again changes nothing
     const moved = withIntegerBiases(p);
     const qc = p.nodes.find((n) => n.op === 'Conv')!;
     const b0 = p.initializers.get(qc.inputs[2])!.data as Float32Array;
     const b1 = moved.initializers.get(moved.nodes.find((n) => n.name === qc.name)!.inputs[2])!.data as Float32Array;
-    assert.ok(b0.some((v, i) => v !== b1[i]), 'biases snapped');
-    assert.ok(b0.every((v, i) => Math.abs(v - b1[i]) < 0.05 * Math.max(1e-3, Math.abs(v))), 'by a little');
+    assert.ok(b0.every((v, i) => Math.abs(v - b1[i]) <= 1e-6 * Math.max(1e-3, Math.abs(v))), 'already on the grid');
   }
 });
 

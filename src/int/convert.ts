@@ -17,7 +17,7 @@
 // int32 multiplier in [0.5, 1) and shift of gemmlowp (quantizeMultiplier), the product rounded once (TFLite's
 // single rounding). ONNX Runtime ignores the meta and requantizes in float32. The two agree except where
 // acc * M lies within float32 rounding error of a .5 tie. gemmlowp's double rounding ('fixedpoint') is off by one
-// far more often on these models (MNIST LeNet: 1-6 % of conv outputs, see the report in test/int_parity.test.ts).
+// far more often: up to 6 % of a conv layer's outputs on MNIST LeNet (test/int_parity.test.ts prints the counts).
 //
 // Imports fakeQuantParams / quantizeWeight from ../onnx/qdq.js so that QDQ and QOperator exports hold the very
 // same integer weights (both browser-safe, no tfjs).

@@ -7,7 +7,7 @@
 // Semantics (PyTorch fake_quantize_*, ONNX QuantizeLinear): q = clamp(rne(x / scale) + zp, qmin, qmax),
 // y = (q - zp) * scale, with x / scale a float32 division as onnxruntime does it.
 
-import { GraphError, QATKIT_DOMAIN, attrInt, cloneGraph, elementCount, uniqueName, allNames, type Attr, type Graph, type Node, type TensorData } from '../graph/ir.js';
+import { GraphError, QATKIT_DOMAIN, attrFloat, attrInt, cloneGraph, elementCount, uniqueName, allNames, type Attr, type Graph, type Node, type TensorData } from '../graph/ir.js';
 import { domainVersion } from './model.js';
 
 /** Per-channel DequantizeLinear (axis attribute) exists from opset 13. */
@@ -94,6 +94,41 @@ function container(p: FakeQuantParams, n: Node): { dtype: 'int8' | 'uint8'; lo: 
 const isFakeQuant = (n: Node): boolean => n.op === 'FakeQuant' && n.domain === QATKIT_DOMAIN;
 
 /**
+ * Conv/Gemm biases as int32 at scale s_x * s_w[c] behind a DequantizeLinear, the form ONNX Runtime's QDQ fusion
+ * needs to run the op as QLinearConv / QGemm (a float bias keeps it a float op on dequantized values). Exact for
+ * biases already on that grid (the pipeline snaps them there: int/convert.ts withIntegerBiases).
+ */
+function quantizeBiases(g: Graph, fresh: (base: string) => string): void {
+  const dq = new Map(g.nodes.filter((n) => n.op === 'DequantizeLinear').map((n) => [n.outputs[0], n]));
+  const scaleOf = (v: string) => {
+    const n = dq.get(v);
+    const s = n && g.initializers.get(n.inputs[1]);
+    return s ? (s.data as Float32Array) : undefined;
+  };
+  const extra: Node[] = [];
+  for (const n of g.nodes) {
+    if ((n.op !== 'Conv' && n.op !== 'Gemm') || n.domain || !n.inputs[2]) continue;
+    const b = g.initializers.get(n.inputs[2]);
+    const sx = scaleOf(n.inputs[0]);
+    const sw = scaleOf(n.inputs[1]);
+    if (!b || b.dtype !== 'float32' || !sx || sx.length !== 1 || !sw) continue;
+    if (n.op === 'Gemm' && (attrFloat(n, 'alpha', 1) !== 1 || attrFloat(n, 'beta', 1) !== 1)) continue;
+    const bv = b.data as Float32Array;
+    const C = bv.length;
+    if (sw.length !== 1 && sw.length !== C) continue;
+    const scale = Float32Array.from({ length: C }, (_, c) => sx[0] * sw[sw.length === 1 ? 0 : c]);
+    const q = Int32Array.from(bv, (v, c) => Math.max(-2147483648, Math.min(2147483647, roundHalfEven(v / scale[c]))));
+    const [qName, sName, zName, out] = ['bias_int32', 'bias_scale', 'bias_zero_point', 'bias_dq'].map((k) => fresh(`${n.name}_${k}`));
+    g.initializers.set(qName, { dtype: 'int32', dims: [C], data: q });
+    g.initializers.set(sName, { dtype: 'float32', dims: [C], data: scale });
+    g.initializers.set(zName, { dtype: 'int32', dims: [C], data: new Int32Array(C) });
+    extra.push({ name: fresh(`${n.name}/bias/DequantizeLinear`), op: 'DequantizeLinear', inputs: [qName, sName, zName], outputs: [out], attrs: { axis: { type: 'int', value: 0 } } });
+    n.inputs[2] = out;
+  }
+  g.nodes.unshift(...extra);
+}
+
+/**
  * Export a prepared (fake-quantized) graph to QDQ form. Weight FakeQuants (x is an initializer) become an
  * int8/uint8 initializer of the quantized integers + DequantizeLinear; activation FakeQuants become
  * QuantizeLinear -> DequantizeLinear. The result declares opset max(13, original). Does not mutate `src`.
@@ -144,6 +179,7 @@ export function toQdq(src: Graph): Graph {
     out.push({ name: fresh(`${n.name}/DequantizeLinear`), op: 'DequantizeLinear', inputs: [qName, scaleName, zpName], outputs: [n.outputs[0]], attrs: { ...axisAttr } });
   }
   g.nodes = out;
+  quantizeBiases(g, fresh);
   // float weights and FakeQuant parameters nothing reads any more
   const used = new Set<string>(g.outputs.map((o) => o.name));
   const mark = (gr: Graph): void => {

@@ -13,6 +13,7 @@ import type { OptimizerConfig } from '../train/optim.js';
 import { QuantController } from '../transform/controller.js';
 import { foldConvBn } from '../transform/fold.js';
 import { prepare } from '../transform/prepare.js';
+import { withIntegerBiases } from '../int/convert.js';
 import type { ObserverState } from '../quant/observers.js';
 
 export interface Budget {
@@ -180,7 +181,8 @@ export async function qat(floatGraph: Graph, recipe: Recipe, data: Dataset, budg
       },
       config: { kind: 'qat', recipe, freezeObs, freezeBn, distill: opts.distill ?? null },
     });
-    return { graph: foldConvBn(s.writeBack()), result };
+    // deployed form: BN folded, biases on the int32 grid the integer model uses
+    return { graph: withIntegerBiases(foldConvBn(s.writeBack())), result };
   } finally {
     s.dispose();
     teacher?.dispose();

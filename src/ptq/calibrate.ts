@@ -8,6 +8,7 @@ import { Session } from '../ops/session.js';
 import type { Recipe } from '../spec/quantspec.js';
 import { QuantController } from '../transform/controller.js';
 import { prepare } from '../transform/prepare.js';
+import { withIntegerBiases } from '../int/convert.js';
 
 export interface CalibrateOptions {
   /** number of calibration batches (default 16) */
@@ -31,12 +32,15 @@ export function calibrate(session: Session, ctrl: QuantController, data: Dataset
   ctrl.observing = false;
 }
 
-/** PTQ of a float graph: prepare (BN folded), calibrate, and return the quantized graph with its qparams. */
+/**
+ * PTQ of a float graph: prepare (BN folded), calibrate, and return the quantized graph with its qparams, its biases
+ * snapped to the int32 grid (s_x * s_w) the integer model adds them on, so the simulation is what gets deployed.
+ */
 export function ptq(floatGraph: Graph, recipe: Recipe, data: Dataset, opts: CalibrateOptions = {}): Graph {
   const session = new Session(prepare(floatGraph, { recipe, mode: 'ptq' }));
   try {
     calibrate(session, new QuantController(session), data, opts);
-    return session.writeBack();
+    return withIntegerBiases(session.writeBack());
   } finally {
     session.dispose();
   }

@@ -115,8 +115,9 @@ export function prepare(graph: Graph, opts: PrepareOptions): Graph {
     return q;
   };
 
+  const weightQ = new Set<string>(); // outputs of weight quantizers: never activation-quantized again
   const quantizeAct = (v: string): void => {
-    if (!v || isInit(v) || quantized.has(v)) return;
+    if (!v || isInit(v) || weightQ.has(v) || quantized.has(v)) return;
     const [s, z] = qparamInits(`${v}_q`);
     addFq(v, s, z, quantizerAttrs(recipe.activations, 'activation', undefined));
   };
@@ -140,6 +141,7 @@ export function prepare(graph: Graph, opts: PrepareOptions): Graph {
         attrs: quantizerAttrs(recipe.weights, 'weight', perChannel ? axis : undefined),
       };
       leading.push(fq);
+      weightQ.add(q);
       n.inputs[1] = q;
     }
     // activations at the inputs
