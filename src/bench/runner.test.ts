@@ -101,7 +101,8 @@ test('canonicalQParams: what LSQ leaves (float zero points, a negative symmetric
   const { makeRecipe } = await import('../spec/quantspec.js');
   const { evaluateGraph } = await import('../pipeline/steps.js');
   const { cloneGraph } = await import('../graph/ir.js');
-  const { canonicalQParams, exportQdqBytes } = await import('./methods.js');
+  const { exportQdqBytes } = await import('./methods.js');
+  const { canonicalQParams } = await import('../transform/finalize.js');
   const train = loadDataset('digits', { split: 'train', limit: 128 });
   const test = loadDataset('digits', { split: 'test', limit: 128 });
   const q = ptq(buildModel('mlp', { inputShape: [1, 8, 8], numClasses: 10, seed: 1 }), makeRecipe(4, 8), train, { batches: 2, batchSize: 32 });

@@ -13,7 +13,7 @@ import type { OptimizerConfig } from '../train/optim.js';
 import { QuantController } from '../transform/controller.js';
 import { foldConvBn } from '../transform/fold.js';
 import { prepare } from '../transform/prepare.js';
-import { withIntegerBiases } from '../int/convert.js';
+import { finalizeQuantized } from '../transform/finalize.js';
 import type { ObserverState } from '../quant/observers.js';
 
 export interface Budget {
@@ -168,6 +168,7 @@ export async function qat(floatGraph: Graph, recipe: Recipe, data: Dataset, budg
     };
     const result = await fit(s, data, budget, opts, lossFn, {
       afterStep: (step) => {
+        ctrl.clampLearnedScales();
         if (step + 1 >= freezeObs) ctrl.observing = false;
         if (step + 1 >= freezeBn) s.bnFrozen = true;
       },
@@ -182,7 +183,7 @@ export async function qat(floatGraph: Graph, recipe: Recipe, data: Dataset, budg
       config: { kind: 'qat', recipe, freezeObs, freezeBn, distill: opts.distill ?? null },
     });
     // deployed form: BN folded, biases on the int32 grid the integer model uses
-    return { graph: withIntegerBiases(foldConvBn(s.writeBack())), result };
+    return { graph: finalizeQuantized(foldConvBn(s.writeBack())), result };
   } finally {
     s.dispose();
     teacher?.dispose();

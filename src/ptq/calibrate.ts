@@ -8,7 +8,7 @@ import { Session } from '../ops/session.js';
 import type { Recipe } from '../spec/quantspec.js';
 import { QuantController } from '../transform/controller.js';
 import { prepare } from '../transform/prepare.js';
-import { withIntegerBiases } from '../int/convert.js';
+import { finalizeQuantized } from '../transform/finalize.js';
 
 export interface CalibrateOptions {
   /** number of calibration batches (default 16) */
@@ -40,7 +40,7 @@ export function ptq(floatGraph: Graph, recipe: Recipe, data: Dataset, opts: Cali
   const session = new Session(prepare(floatGraph, { recipe, mode: 'ptq' }));
   try {
     calibrate(session, new QuantController(session), data, opts);
-    return withIntegerBiases(session.writeBack());
+    return finalizeQuantized(session.writeBack());
   } finally {
     session.dispose();
   }

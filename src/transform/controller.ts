@@ -73,6 +73,15 @@ export class QuantController implements QuantHooks {
     });
   }
 
+  /** LSQ scales can be stepped through zero; keep them at least eps, as PyTorch's _LearnableFakeQuantize does. */
+  clampLearnedScales(eps = 1.1920928955078125e-7): void {
+    for (const e of this.entries.values()) {
+      if (!e.learned) continue;
+      const v = this.session.vars.get(e.scale)!;
+      tf.tidy(() => v.assign(tf.maximum(v, eps)));
+    }
+  }
+
   state(): Record<string, ObserverState> {
     return Object.fromEntries([...this.entries].filter(([, e]) => e.seen).map(([k, e]) => [k, e.observer.state()]));
   }
