@@ -7,7 +7,8 @@
         "native/gemm.cc",
         "native/conv.cc",
         "native/ops.cc",
-        "native/threadpool.cc"
+        "native/threadpool.cc",
+        "native/int8_gemm.cc"
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++14", "-std=gnu++17", "-std=c++14"],

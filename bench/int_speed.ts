@@ -3,6 +3,7 @@
  * (zoo LeNet-5 on 1x28x28 and ResNet-8 on 3x32x32, PTQ-calibrated, convert()ed), batch 1 and 64, one thread each.
  *
  *   npx tsc -p . && node dist/bench/int_speed.js [--reps 15] [--out rows.json] [--models lenet5,resnet8] [--recipes w8a8,w4a4]
+ *     [--threads 1]   (QATKIT_INT_NATIVE=0: the wasm GEMM instead of the native addon's int8 GEMM)
  *
  * Each sample times enough back-to-back runs to last >= 20 ms; the table shows medians over --reps samples after
  * 200 ms of warm-up, as process CPU time per run (robust on a shared machine; ORT's worker thread included) and wall time.
@@ -13,10 +14,13 @@
 import { writeFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { initBackend } from '../src/backend/index.js';
+import { loadAddon } from '../src/backend/native_addon.js';
 import { type Dataset, loadDataset } from '../src/data/datasets.js';
 import type { Graph, TensorData } from '../src/graph/ir.js';
 import { convert } from '../src/int/convert.js';
 import { createIntSession } from '../src/int/engine.js';
+import { intGemmProvider } from '../src/int/kernels/gemm.js';
+import '../src/int/native_gemm.js'; // the native addon's int8 GEMM when built (QATKIT_INT_NATIVE=0: wasm)
 import { writeOnnx } from '../src/onnx/model.js';
 import { ptq } from '../src/ptq/calibrate.js';
 import { recipeByName } from '../src/spec/quantspec.js';
@@ -98,6 +102,10 @@ async function main(): Promise<void> {
   const recipes = (arg('--recipes') ?? 'w8a8,w4a4').split(',');
   const out = arg('--out');
   await initBackend('wasm');
+  // the native int8 GEMM's thread pool: 1 (like ORT here) unless --threads says otherwise
+  const threads = Number(arg('--threads') ?? 1);
+  if (intGemmProvider()) loadAddon().setThreads(threads);
+  const engine = intGemmProvider()?.name ?? 'wasm';
   const rows: IntSpeedRow[] = [];
   for (const model of models) {
     const shape = MODELS[model];
@@ -135,7 +143,7 @@ async function main(): Promise<void> {
     r.ort_wall_ms.toFixed(3), r.ours_wall_ms.toFixed(3), `${(100 * r.logits_equal).toFixed(1)}%`]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (c: string[]) => '| ' + c.map((s, i) => s.padEnd(w[i])).join(' | ') + ' |';
-  console.log(`qatkit integer engine vs onnxruntime-node ${ort.env.versions.common} (1 thread each), CPU ms per run, median of ${reps}; ratio = ort/ours`);
+  console.log(`qatkit integer engine (GEMM: ${engine}, ${intGemmProvider() ? threads : 1} thread) vs onnxruntime-node ${ort.env.versions.common} (1 thread), CPU ms per run, median of ${reps}; ratio = ort/ours`);
   console.log([line(head), '|' + w.map((x) => '-'.repeat(x + 2)).join('|') + '|', ...body.map(line)].join('\n'));
   if (out) writeFileSync(out, JSON.stringify(rows, null, 2) + '\n');
 }

@@ -4,6 +4,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -11,6 +12,22 @@
 #include "gemm.h"
 #include "kernels.h"
 #include "threadpool.h"
+
+extern "C" {
+void qk_gemm_u8s8(int M, int N, int K, const uint8_t* A, int lda, int32_t a_zp, const int8_t* B, int ldb,
+                  const int32_t* b_zp, const int32_t* bias, int32_t* C, int ldc);
+const char* qk_int8_isa();
+const char* qk_int8_packed_isa();
+void qk_gemm_u8_packed(int m0, int m1, int N, int K, const uint8_t* A, int lda, const int32_t* a_zp, int nzp,
+                       const int16_t* Bp, int32_t* C, int ldc, int transC);
+int64_t qk_packed_size(int N, int K);
+int qk_pack_b(const int16_t* B, int ldb, int N, int K, uint8_t* blob);
+void qk_gemm_u8_blob(int m0, int m1, const uint8_t* A, int lda, const int32_t* a_zp, int nzp, const uint8_t* blob,
+                     int32_t* C, int ldc, int transC);
+void qk_conv_u8_blob(int p0, int p1, const void* x, int x_signed, int32_t x_zp, const int32_t* geo, const uint8_t* blob,
+                     int32_t* C, int ldc);
+const char* qk_int8_blob_isa();
+}
 
 namespace {
 
@@ -515,6 +532,171 @@ napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
   });
 }
 
+// ---- integer engine (src/int): int8 GEMM (native/int8_gemm.cc) --------------------------------------------------
+
+template <class T>
+T* typed(const Args& a, size_t i, napi_typedarray_type want, size_t* len, const char* what) {
+  napi_typedarray_type type;
+  void* data;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(a.env, a.at(i), &type, len, &data, &ab, &off) != napi_ok || type != want)
+    throw std::runtime_error(std::string("argument ") + std::to_string(i) + " must be " + what);
+  return static_cast<T*>(data);
+}
+
+void needLen(size_t have, int64_t want, const char* what) {
+  if (want < 0 || (int64_t)have < want) throw std::runtime_error(std::string(what) + ": buffer too small");
+}
+
+// A blob from int8PackB for an N x K operand, on this CPU's layout.
+void checkBlob(const uint8_t* blob, size_t len, int64_t N, int64_t K) {
+  if (len < 64) throw std::runtime_error("packed B: too short");
+  const int32_t* h = reinterpret_cast<const int32_t*>(blob);
+  if (h[1] != N || h[2] != K) throw std::runtime_error("packed B: packed for another N x K");
+  if ((int64_t)len < qk_packed_size(int(N), int(K))) throw std::runtime_error("packed B: too short");
+}
+
+// Rows per task: about 64k multiply-adds, whole 6-row blocks.
+int64_t rowGrain(int64_t N, int64_t K) {
+  int64_t g = 65536 / std::max<int64_t>(1, N * K);
+  g = std::max<int64_t>(6, (g + 5) / 6 * 6);
+  return g;
+}
+
+// int8Gemm(A: Uint8Array [M, K], aZp, B: Int8Array [N, K], bZp: Int32Array [N] | null, bias: Int32Array [N] | null,
+//          M, N, K, C: Int32Array [M, N]): C = (A - aZp)(B - bZp)^T + bias, split over the thread pool by rows of A.
+napi_value Int8Gemm(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t la, lb, lz = 0, lbias = 0, lc;
+    const uint8_t* A = typed<uint8_t>(a, 0, napi_uint8_array, &la, "a Uint8Array");
+    const int32_t azp = (int32_t)a.i64(1);
+    const int8_t* B = typed<int8_t>(a, 2, napi_int8_array, &lb, "an Int8Array");
+    const int32_t* bzp = a.isNull(3) ? nullptr : a.i32(3, &lz);
+    const int32_t* bias = a.isNull(4) ? nullptr : a.i32(4, &lbias);
+    const int64_t M = a.i64(5), N = a.i64(6), K = a.i64(7);
+    int32_t* C = typed<int32_t>(a, 8, napi_int32_array, &lc, "an Int32Array");
+    needLen(la, M * K, "A"); needLen(lb, N * K, "B"); needLen(lc, M * N, "C");
+    if (bzp) needLen(lz, N, "bZp");
+    if (bias) needLen(lbias, N, "bias");
+    qk::parallel_range(M, rowGrain(N, K), [&](int64_t m0, int64_t m1) {
+      qk_gemm_u8s8(int(m1 - m0), int(N), int(K), A + m0 * K, int(K), azp, B, int(K), bzp, bias, C + m0 * N, int(N));
+    });
+    return undef(env);
+  });
+}
+
+// int8GemmPacked(A: Uint8Array [M, lda], lda, aZp: number | Int32Array [1 | M], Bp: Uint8Array (from int8PackB), M, N, K,
+//                C: Int32Array, ldc, transC): C[m, n] (or C[n, m] when transC) = sum_k (A[m, k] - aZp) * B[n, k].
+napi_value Int8GemmPacked(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t la, lz, lb, lc;
+    const uint8_t* A = typed<uint8_t>(a, 0, napi_uint8_array, &la, "a Uint8Array");
+    const int64_t lda = a.i64(1);
+    napi_valuetype zt;
+    napi_typeof(env, a.at(2), &zt);
+    int32_t zp1 = 0;
+    const int32_t* azp;
+    if (zt == napi_number) {  // one zero point for every row
+      zp1 = (int32_t)a.i64(2);
+      azp = &zp1;
+      lz = 1;
+    } else {
+      azp = a.i32(2, &lz);
+    }
+    const uint8_t* Bp = typed<uint8_t>(a, 3, napi_uint8_array, &lb, "a Uint8Array (int8PackB)");
+    const int64_t M = a.i64(4), N = a.i64(5), K = a.i64(6);
+    checkBlob(Bp, lb, N, K);
+    int32_t* C = typed<int32_t>(a, 7, napi_int32_array, &lc, "an Int32Array");
+    const int64_t ldc = a.i64(8);
+    const bool transC = a.b(9);
+    if (M <= 0 || N <= 0) return undef(env);
+    if (lz != 1) needLen(lz, M, "aZp");
+    needLen(la, (M - 1) * lda + K, "A");
+    needLen(lc, transC ? (N - 1) * ldc + M : (M - 1) * ldc + N, "C");
+    if ((transC ? M : N) > ldc) throw std::runtime_error("ldc too small");
+    qk::parallel_range(M, rowGrain(N, K), [&](int64_t m0, int64_t m1) {
+      qk_gemm_u8_blob(int(m0), int(m1), A, int(lda), azp, int(lz), Bp, C, int(ldc), transC ? 1 : 0);
+    });
+    return undef(env);
+  });
+}
+
+// int8ConvPacked(x: Uint8Array | Int8Array [Cg, IH, IW], xZp (int8 x: + 128), geo: Int32Array [Cg, IH, IW, KH, KW,
+//                SH, SW, PH, PW, DH, DW, OH, OW], Bp: Uint8Array (int8PackB of [OC, Cg*KH*KW]), OC, C: Int32Array, ldc):
+// C[oc * ldc + p] = the zero-point-shifted 2-D convolution of one image (one group), output positions p = oh * OW + ow.
+napi_value Int8ConvPacked(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    napi_typedarray_type type;
+    size_t lx, lg, lb, lc;
+    void* x;
+    napi_value ab;
+    size_t off;
+    if (napi_get_typedarray_info(env, a.at(0), &type, &lx, &x, &ab, &off) != napi_ok ||
+        (type != napi_uint8_array && type != napi_int8_array))
+      throw std::runtime_error("argument 0 must be a Uint8Array or an Int8Array");
+    const int32_t xzp = (int32_t)a.i64(1);
+    const int32_t* geo = a.i32(2, &lg);
+    if (lg < 13) throw std::runtime_error("geo needs 13 values");
+    const uint8_t* Bp = typed<uint8_t>(a, 3, napi_uint8_array, &lb, "a Uint8Array (int8PackB)");
+    const int64_t OC = a.i64(4);
+    int32_t* C = typed<int32_t>(a, 5, napi_int32_array, &lc, "an Int32Array");
+    const int64_t ldc = a.i64(6);
+    for (int i = 0; i < 13; i++)
+      if (geo[i] < (i >= 7 && i <= 8 ? 0 : 1)) throw std::runtime_error("bad conv geometry");
+    const int64_t Cg = geo[0], IH = geo[1], IW = geo[2], KH = geo[3], KW = geo[4], OH = geo[11], OW = geo[12];
+    const int64_t K = Cg * KH * KW, P = OH * OW;
+    needLen(lx, Cg * IH * IW, "x");
+    checkBlob(Bp, lb, OC, K);
+    if (ldc < P) throw std::runtime_error("ldc too small");
+    needLen(lc, (OC - 1) * ldc + P, "C");
+    const int sgn = type == napi_int8_array ? 1 : 0;
+    qk::parallel_range(P, rowGrain(OC, K), [&](int64_t p0, int64_t p1) {
+      qk_conv_u8_blob(int(p0), int(p1), x, sgn, xzp, geo, Bp, C, int(ldc));
+    });
+    return undef(env);
+  });
+}
+
+// int8PackedSize(N, K): bytes int8PackB needs.
+napi_value Int8PackedSize(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    napi_value v;
+    napi_create_double(env, (double)qk_packed_size((int)a.i64(0), (int)a.i64(1)), &v);
+    return v;
+  });
+}
+
+// int8PackB(B: Int16Array (zero-point-shifted rows), ldb, N, K, out: Uint8Array [int8PackedSize(N, K)]).
+napi_value Int8PackB(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t lb, lo;
+    const int16_t* B = typed<int16_t>(a, 0, napi_int16_array, &lb, "an Int16Array");
+    const int64_t ldb = a.i64(1), N = a.i64(2), K = a.i64(3);
+    uint8_t* out = typed<uint8_t>(a, 4, napi_uint8_array, &lo, "a Uint8Array");
+    if (N < 1 || K < 0 || ldb < K) throw std::runtime_error("bad N, K or ldb");
+    needLen(lb, (N - 1) * ldb + K, "B");
+    needLen(lo, qk_packed_size(int(N), int(K)), "out");
+    if (qk_pack_b(B, int(ldb), int(N), int(K), out) != 0) throw std::runtime_error("B has a column spanning more than 256 values");
+    return undef(env);
+  });
+}
+
+napi_value Int8Info(napi_env env, napi_callback_info) {
+  napi_value o, v;
+  napi_create_object(env, &o);
+  napi_create_string_utf8(env, qk_int8_isa(), NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, o, "isa", v);
+  napi_create_string_utf8(env, qk_int8_blob_isa(), NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, o, "packedIsa", v);
+  return o;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
 #if defined(__GLIBC__)
   // Every kernel output is a fresh Float32Array. glibc serves large blocks with mmap, so each
@@ -546,6 +728,12 @@ napi_value Init(napi_env env, napi_value exports) {
       {"batchNormTrain", nullptr, BatchNormTrain, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"channelAffine", nullptr, ChannelAffine, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"batchNormTrainGrad", nullptr, BatchNormTrainGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"int8Gemm", nullptr, Int8Gemm, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"int8GemmPacked", nullptr, Int8GemmPacked, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"int8ConvPacked", nullptr, Int8ConvPacked, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"int8PackedSize", nullptr, Int8PackedSize, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"int8PackB", nullptr, Int8PackB, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"int8Info", nullptr, Int8Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -33,6 +33,16 @@ export interface NativeAddon {
   clip(x: F32, y: F32, lo: number, hi: number): void;
   batchNormTrain(x: F32, c: number, scale: F32n, offset: F32n, eps: number, y: F32n, mean: F32, variance: F32, invStd: F32): void;
   channelAffine(x: F32, mul: F32, add: F32, y: F32, c: number): void;
+  /** int8 GEMM of the integer engine (native/int8_gemm.cc); absent from addons built before it */
+  int8Gemm?(a: Uint8Array, aZp: number, b: Int8Array, bZp: Int32Array | null, bias: Int32Array | null,
+    m: number, n: number, k: number, c: Int32Array): void;
+  int8GemmPacked?(a: Uint8Array, lda: number, aZp: number | Int32Array, bPacked: Uint8Array, m: number, n: number, k: number,
+    c: Int32Array, ldc: number, transC: boolean): void;
+  int8ConvPacked?(x: Uint8Array | Int8Array, xZp: number, geo: Int32Array, bPacked: Uint8Array, oc: number, c: Int32Array,
+    ldc: number): void;
+  int8PackedSize?(n: number, k: number): number;
+  int8PackB?(b: Int16Array, ldb: number, n: number, k: number, out: Uint8Array): void;
+  int8Info?(): { isa: string; packedIsa: string };
   batchNormTrainGrad(dy: F32, x: F32, c: number, mean: F32, invStd: F32, scale: F32n, dx: F32, dScale: F32, dOffset: F32): void;
 }
 

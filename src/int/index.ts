@@ -14,3 +14,4 @@ export {
 } from './packed.js';
 export { BUILTIN_INT_KERNELS, registerBuiltinIntKernels } from './kernels/index.js';
 export { setIntWasm } from './kernels/wasm_gemm.js';
+export { type IntGemmProvider, type PackedB, intGemmProvider, setIntGemmProvider } from './kernels/gemm.js';

@@ -6,6 +6,7 @@ import type { Graph, TensorData } from '../graph/ir.js';
 import { UnsupportedModelError, readOnnx } from '../onnx/model.js';
 import { readTensorProto } from '../onnx/tensor.js';
 import { createIntSession, unsupportedNodes } from './engine.js';
+import './native_gemm.js'; // Node: the native addon's int8 GEMM for the integer engine, when built
 import type { Requant } from './registry.js';
 import { f16ToF32 } from './tensor.js';
 

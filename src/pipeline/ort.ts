@@ -3,6 +3,7 @@ import * as ort from 'onnxruntime-node';
 import type { Dataset } from '../data/datasets.js';
 import type { Graph } from '../graph/ir.js';
 import { createIntSession } from '../int/engine.js';
+import '../int/native_gemm.js'; // Node: the native addon's int8 GEMM for the integer engine, when built
 
 export interface OrtEval {
   accuracy: number;

@@ -9,7 +9,7 @@ import { checkDType, floatValues, newTensor, numArray, requireInput, scalar } fr
 import {
   type FixedMultipliers, type IntArray, type Sink, type Window, drain, drainScratch, fixedMultipliers, memo, outRange, to3d, windowGeometry,
 } from './common.js';
-import { gemmBuffers, padK, wasmRegions } from './gemm.js';
+import { type PackedB, gemmBuffers, intGemmProvider, padK, wasmRegions } from './gemm.js';
 import { wasmGemm } from './wasm_gemm.js';
 
 const Q8 = ['int8', 'uint8'] as const;
@@ -96,6 +96,48 @@ function im2row(xs: IntArray, xOff: number, xzp: number, s: ConvShape, rows: Int
       }
 }
 
+/**
+ * im2row for the GEMM provider: rows[p * K + k] = x + d (d = 128 for int8 x, making it uint8) at the input position
+ * output p's window reads, or the (equally offset) zero point in the padding.
+ */
+function im2rowU8(xs: IntArray, xOff: number, d: number, zpU8: number, s: ConvShape, rows: Uint8Array): void {
+  const [ID, IH, IW] = to3d(s.win.inSize, 1);
+  const [KD, KH, KW] = to3d(s.win.kernel, 1);
+  const [SD, SH, SW] = to3d(s.win.strides, 1);
+  const [DD, DH, DW] = to3d(s.win.dilations, 1);
+  const [PD, PH, PW] = to3d(s.win.padBegin, 0);
+  const [OD, OH, OW] = to3d(s.win.outSize, 1);
+  const { Cg } = s;
+  const plane = ID * IH * IW;
+  let r = 0;
+  for (let od = 0; od < OD; od++)
+    for (let oh = 0; oh < OH; oh++)
+      for (let ow = 0; ow < OW; ow++)
+        for (let c = 0; c < Cg; c++) {
+          const cOff = xOff + c * plane;
+          for (let kd = 0; kd < KD; kd++) {
+            const id = od * SD - PD + kd * DD;
+            const dIn = id >= 0 && id < ID;
+            for (let kh = 0; kh < KH; kh++) {
+              const ih = oh * SH - PH + kh * DH;
+              if (!dIn || ih < 0 || ih >= IH) {
+                rows.fill(zpU8, r, r + KW);
+                r += KW;
+                continue;
+              }
+              const rowOff = cOff + (id * IH + ih) * IW;
+              let iw = ow * SW - PW;
+              if (DW === 1 && iw >= 0 && iw + KW <= IW) {
+                const src = rowOff + iw;
+                for (let kw = 0; kw < KW; kw++) rows[r++] = xs[src + kw] + d;
+              } else {
+                for (let kw = 0; kw < KW; kw++, iw += DW) rows[r++] = iw >= 0 && iw < IW ? xs[rowOff + iw] + d : zpU8;
+              }
+            }
+          }
+        }
+}
+
 /** Geometry of the im2row-free path: a stride-1 1-D/2-D convolution as shifted GEMMs over a padded input. */
 interface ShiftPlan {
   IH: number; IW: number; KH: number; KW: number; DH: number; DW: number; PH: number; PW: number;
@@ -140,15 +182,57 @@ function packWeightsShift(w: TensorData, wzp: TensorData | undefined, s: ConvSha
 }
 
 /**
+ * Geometry for the provider's fused conv, reused: a fresh small typed array per call would be allocated on the V8
+ * heap and have its buffer materialized by the addon each time (measured: GC took most of a batch-1 run).
+ */
+const GEO = new Int32Array(32);
+
+/**
  * The zero-point-shifted convolution, one (image, group) at a time, its int32 accumulators drained into `sink`.
  * Stride-1 convolutions with 4+ output channels per group take the im2row-free wasm path.
  */
 function convEach(
-  s: ConvShape, xs: IntArray, xzp: number, packed: { rows: Int16Array } | { shift: Int16Array; plan: ShiftPlan }, sink: Sink,
+  s: ConvShape, xs: IntArray, xzp: number,
+  packed: { rows: Int16Array } | { shift: Int16Array; plan: ShiftPlan } | { nat: PackedB[] }, sink: Sink,
 ): void {
   const { N, C, OC, group, Cg, OCg, K, P } = s;
   const plane = s.win.inSize.reduce((a, b) => a * b, 1);
   const OW = s.win.outSize[s.win.outSize.length - 1];
+  const prov = intGemmProvider();
+  if ('nat' in packed && prov) {
+    // GEMM provider: uint8 im2row [P, K] x packed weights, accumulators written transposed ([OCg, P]) into wasm
+    // memory when there is some, so that the drain requantizes there as on the wasm path
+    const d = xs instanceof Int8Array ? 128 : 0;
+    const zpU8 = xzp + d;
+    const aZp = zpU8;
+    const reg = wasmRegions([OCg * P * 4, ...drainScratch(OCg, P)]);
+    const cOff = reg ? reg.offsets[0] : -1;
+    const scratch = reg ? reg.offsets.slice(1) : undefined;
+    const Cm = reg ? new Int32Array(reg.memory, cOff, OCg * P) : new Int32Array(OCg * P);
+    // 1-D and 2-D over 8-bit typed input: the provider's fused conv (no im2row buffer), else im2row + GEMM
+    const r = s.win.inSize.length;
+    const fused = prov.conv2dU8 && r <= 2 && (xs instanceof Uint8Array || xs instanceof Int8Array) ? prov.conv2dU8 : undefined;
+    let geo: Int32Array | undefined;
+    if (fused) {
+      const two = (v: number[], fill: number): number[] => (r === 2 ? v : [fill, v[0]]);
+      geo = GEO;
+      geo.set([Cg, ...two(s.win.inSize, 1), ...two(s.win.kernel, 1), ...two(s.win.strides, 1),
+        ...two(s.win.padBegin, 0), ...two(s.win.dilations, 1), ...two(s.win.outSize, 1)]);
+    }
+    const rows = fused ? undefined : new Uint8Array(P * K);
+    for (let n = 0; n < N; n++)
+      for (let g = 0; g < group; g++) {
+        const x0 = (n * C + g * Cg) * plane;
+        if (fused && geo) fused(xs.subarray(x0, x0 + Cg * plane) as Uint8Array | Int8Array, zpU8, geo, packed.nat[g], Cm, P);
+        else if (rows) {
+          im2rowU8(xs, x0, d, zpU8, s, rows);
+          prov.gemmU8(P, OCg, K, rows, K, aZp, packed.nat[g], Cm, P, true);
+        }
+        drain(sink, Cm, cOff, P, P, OCg, 1, P, g * OCg, (n * OC + g * OCg) * P, scratch);
+      }
+    return;
+  }
+  if ('nat' in packed) throw new Error('GEMM provider removed during a run');
   if ('shift' in packed) {
     const pl = packed.plan;
     const T = pl.KH * pl.KW;
@@ -195,6 +279,15 @@ function convEach(
 
 /** Packed weights for whichever path the shape takes, cached across runs when w and its zero point are constant. */
 function packFor(ctx: KernelContext, s: ConvShape, w: TensorData, wzp: TensorData | undefined, deps: number[]) {
+  const prov = intGemmProvider();
+  if (prov) {
+    const nat = memo(ctx, `wnat:${prov.name}`, deps, () => {
+      const rows = packWeights(w, wzp, ctx.node);
+      const Kp = padK(s.K);
+      return Array.from({ length: s.group }, (_, g) => prov.packB(rows, g * s.OCg * Kp, Kp, s.OCg, s.K));
+    });
+    return { nat };
+  }
   const plan = shiftPlan(s);
   if (plan) return { shift: memo(ctx, 'wshift', deps, () => packWeightsShift(w, wzp, s, plan, ctx.node)), plan };
   return { rows: memo(ctx, 'w', deps, () => packWeights(w, wzp, ctx.node)) };

@@ -137,3 +137,53 @@ export function gemmBuffers(M: number, N: number, K: number, extra: number[] = [
   const { A, B, C } = jsBuffers;
   return { M, N, K, Kp, ldc: N, A, B, C, cOff: -1, extra: [], run: () => gemmNT(M, N, Kp, A, 0, B, 0, C, 0, N, true) };
 }
+
+// ---- pluggable GEMM provider (the native addon's int8 GEMM on Node) ------------------------------------------------
+
+/** B of an NT product packed by a provider (its own layout; the native one follows the CPU). */
+export interface PackedB { N: number; K: number; data: ArrayBufferView }
+
+/**
+ * An integer GEMM the engine's conv / matmul kernels hand their products to when one is registered:
+ * C[m, n] (C[n * ldc + m] when transC, else C[m * ldc + n]) = sum_k (A[m * lda + k] - aZp[m | 0]) * B[n, k],
+ * overwriting C. A holds uint8 (int8 operands are offset by 128, with their zero point); aZp is one number or M values.
+ * Results must equal the JS/wasm path exactly (int32 wrapping accumulation).
+ */
+export interface IntGemmProvider {
+  readonly name: string;
+  /** Pack rows n = 0..N-1 of a zero-point-shifted int16 [N, ldb] matrix (from off): B[n, k] = rows[off + n * ldb + k]. */
+  packB(rows: Int16Array, off: number, ldb: number, N: number, K: number): PackedB;
+  gemmU8(M: number, N: number, K: number, A: Uint8Array, lda: number, aZp: number | Int32Array, B: PackedB,
+    C: Int32Array, ldc: number, transC: boolean): void;
+  /**
+   * Optional fused im2row + GEMM for a 2-D convolution of one image (one group): x holds Cg planes of IH x IW
+   * (int8 values count as x + 128, xZp is in that domain); geo = [Cg, IH, IW, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW];
+   * B packs the [OC, Cg*KH*KW] weights; writes C[oc * ldc + oh * OW + ow].
+   */
+  conv2dU8?(x: Uint8Array | Int8Array, xZp: number, geo: Int32Array, B: PackedB, C: Int32Array, ldc: number): void;
+}
+
+let provider: IntGemmProvider | null = null;
+
+/**
+ * Register (or with null, remove) the GEMM provider. The core never loads one itself (it has no node imports):
+ * on Node, importing src/int/native_gemm.ts registers the native addon's when it is built.
+ */
+export function setIntGemmProvider(p: IntGemmProvider | null): IntGemmProvider | null {
+  const prev = provider;
+  provider = p;
+  return prev;
+}
+
+export function intGemmProvider(): IntGemmProvider | null {
+  return provider;
+}
+
+/** 8-bit values as uint8: uint8 data as is, int8 offset by 128 (the zero point moves with it, see u8Shift). */
+export function asU8(v: ArrayLike<number>, int8: boolean): Uint8Array {
+  if (!int8 && v instanceof Uint8Array) return v;
+  const out = new Uint8Array(v.length);
+  const d = int8 ? 128 : 0;
+  for (let i = 0; i < v.length; i++) out[i] = v[i] + d;
+  return out;
+}

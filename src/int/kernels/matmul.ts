@@ -7,7 +7,7 @@ import {
   broadcastIndex, broadcastShape, checkDType, floatValues, newTensor, numArray, requireInput, rint, scalar,
 } from '../tensor.js';
 import { type IntArray, requantFixed, requantFloat, memo, outRange } from './common.js';
-import { gemmBuffers, padK } from './gemm.js';
+import { type IntGemmProvider, type PackedB, asU8, gemmBuffers, intGemmProvider, padK } from './gemm.js';
 
 const Q8 = ['int8', 'uint8'] as const;
 
@@ -101,6 +101,31 @@ function accumulateEach(s: MatShape, A: Int16Array, B: Int16Array, emit: (q: num
   }
 }
 
+/** accumulateEach through the GEMM provider: a as uint8 (int8 offset by 128) with per-row zero points, B packed per batch. */
+function accumulateNative(
+  prov: IntGemmProvider, s: MatShape, a: TensorData, azp: Float64Array, B: PackedB[], node: Node,
+  emit: (q: number, C: Int32Array, ldc: number) => void,
+): void {
+  const { M, K, N } = s;
+  const int8 = a.dtype === 'int8';
+  const A = asU8(numArray(a, node, 'a'), int8);
+  const zp = Int32Array.from(azp, (z) => z + (int8 ? 128 : 0));
+  // one zero point: pass the number (a fresh 1-element typed array would be materialized by the addon per call)
+  const single = zp.every((z) => z === zp[0]) ? zp[0] : undefined;
+  const C = new Int32Array(M * N);
+  for (let q = 0; q < s.aIdx.length; q++) {
+    const ai = s.aIdx[q];
+    prov.gemmU8(M, N, K, A.subarray(ai * M * K, (ai + 1) * M * K), K, single ?? zp.subarray(ai * M, (ai + 1) * M), B[s.bIdx[q]], C, N, false);
+    emit(q, C, N);
+  }
+}
+
+/** packB's [batchB, N, Kp] panels for the provider, one per batch of b. */
+function packNative(prov: IntGemmProvider, B: Int16Array, s: MatShape): PackedB[] {
+  const Kp = padK(s.K);
+  return Array.from({ length: elementCount(s.batchB) }, (_, q) => prov.packB(B, q * s.N * Kp, Kp, s.N, s.K));
+}
+
 function matmulInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData {
   const { node } = ctx;
   const a = requireInput(inputs, 0, node, 'A');
@@ -109,14 +134,16 @@ function matmulInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
   checkDType(b, Q8, node, 'B');
   const s = matShape(node, a, b);
   const zpVals = (i: number, what: string) => (inputs[i] ? numArray(inputs[i], node, what) : undefined);
-  const A = packA(a, perLine(inputs[2], zpVals(2, 'a_zero_point'), s.batchA, s.M, 'a', node, 'a_zero_point'), s, node);
-  const B = memo(ctx, 'b', [1, 3], () =>
-    packB(b, perLine(inputs[3], zpVals(3, 'b_zero_point'), s.batchB, s.N, 'b', node, 'b_zero_point'), s, node));
+  const azp = perLine(inputs[2], zpVals(2, 'a_zero_point'), s.batchA, s.M, 'a', node, 'a_zero_point');
+  const packBoth = () => packB(b, perLine(inputs[3], zpVals(3, 'b_zero_point'), s.batchB, s.N, 'b', node, 'b_zero_point'), s, node);
   const { M, N } = s;
   const out = new Int32Array(s.aIdx.length * M * N);
-  accumulateEach(s, A, B, (q, C, ldc) => {
+  const emit = (q: number, C: Int32Array, ldc: number) => {
     for (let m = 0; m < M; m++) out.set(C.subarray(m * ldc, m * ldc + N), (q * M + m) * N);
-  });
+  };
+  const prov = intGemmProvider();
+  if (prov) accumulateNative(prov, s, a, azp, memo(ctx, `bnat:${prov.name}`, [1, 3], () => packNative(prov, packBoth(), s)), node, emit);
+  else accumulateEach(s, packA(a, azp, s, node), memo(ctx, 'b', [1, 3], packBoth), emit);
   return { dtype: 'int32', dims: s.outDims, data: out };
 }
 
@@ -137,9 +164,9 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
     return perLine(t, isScale ? floatValues(t, node, what) : numArray(t, node, what), batch, L, side, node, what);
   };
   const aScale = line(1, M, s.batchA, 'a', 'a_scale', true);
-  const A = packA(a, line(2, M, s.batchA, 'a', 'a_zero_point', false), s, node);
+  const azp = line(2, M, s.batchA, 'a', 'a_zero_point', false);
   const bScale = memo(ctx, 'bscale', [4], () => line(4, N, s.batchB, 'b', 'b_scale', true));
-  const B = memo(ctx, 'b', [3, 5], () => packB(b, line(5, N, s.batchB, 'b', 'b_zero_point', false), s, node));
+  const packBoth = () => packB(b, line(5, N, s.batchB, 'b', 'b_zero_point', false), s, node);
   const yScale = scalar(requireInput(inputs, 6, node, 'y_scale'), node, 'y_scale');
   const yzpT = inputs[7];
   const yzp = yzpT ? scalar(yzpT, node, 'y_zero_point') : 0;
@@ -158,7 +185,12 @@ function qlinearMatMul(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kerne
   const perTensorB = bScale.every((v) => v === bScale[0]);
   const fixed = isFixedPoint(ctx.requant);
   const single = ctx.requant === 'fixedpoint-single';
-  accumulateEach(s, A, B, (q, C, ldc) => {
+  const prov = intGemmProvider();
+  const each = (emit: (q: number, C: Int32Array, ldc: number) => void): void => {
+    if (prov) accumulateNative(prov, s, a, azp, memo(ctx, `bnat:${prov.name}`, [3, 5], () => packNative(prov, packBoth(), s)), node, emit);
+    else accumulateEach(s, packA(a, azp, s, node), memo(ctx, 'b', [3, 5], packBoth), emit);
+  };
+  each((q, C, ldc) => {
     for (let m = 0; m < M; m++) {
       const as = aScale[s.aIdx[q] * M + m];
       const bOff = s.bIdx[q] * N;

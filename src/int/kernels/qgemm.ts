@@ -7,7 +7,7 @@ import { type TensorData, GraphError, attrFloat, attrInt } from '../../graph/ir.
 import type { IntKernel, KernelContext } from '../registry.js';
 import { checkDType, floatValues, newTensor, numArray, requireInput, rint, scalar } from '../tensor.js';
 import { type IntArray, fixedMultipliers, memo, outRange, requantFixed } from './common.js';
-import { gemmBuffers, padK } from './gemm.js';
+import { asU8, gemmBuffers, intGemmProvider, padK } from './gemm.js';
 
 const Q8 = ['int8', 'uint8'] as const;
 
@@ -60,21 +60,38 @@ function qgemm(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext
     if (!ok) throw new GraphError(`C of shape [${d.join(', ')}] does not broadcast to [${M}, ${N}]`, node);
   }
 
-  const buf = gemmBuffers(M, N, K);
   const as = numArray(a, node, 'A');
-  for (let m = 0; m < M; m++) {
-    const row = m * Kp;
-    for (let k = 0; k < K; k++) buf.A[row + k] = as[transA ? k * M + m : m * K + k] - azp;
-    buf.A.fill(0, row + K, row + Kp);
-    buf.C.fill(0, m * buf.ldc, m * buf.ldc + N);
+  const prov = intGemmProvider();
+  let C: Int32Array;
+  let ldc: number;
+  if (prov) {
+    const Bn = memo(ctx, `bnat:${prov.name}`, [3, 5], () => prov.packB(Bp, 0, Kp, N, K));
+    const d = a.dtype === 'int8' ? 128 : 0;
+    let A: Uint8Array;
+    if (transA) {
+      A = new Uint8Array(M * K);
+      for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) A[m * K + k] = as[k * M + m] + d;
+    } else A = asU8(as, d !== 0);
+    C = new Int32Array(M * N);
+    ldc = N;
+    prov.gemmU8(M, N, K, A, K, azp + d, Bn, C, ldc, false);
+  } else {
+    const buf = gemmBuffers(M, N, K);
+    for (let m = 0; m < M; m++) {
+      const row = m * Kp;
+      for (let k = 0; k < K; k++) buf.A[row + k] = as[transA ? k * M + m : m * K + k] - azp;
+      buf.A.fill(0, row + K, row + Kp);
+      buf.C.fill(0, m * buf.ldc, m * buf.ldc + N);
+    }
+    buf.B.set(Bp);
+    buf.run();
+    C = buf.C;
+    ldc = buf.ldc;
   }
-  buf.B.set(Bp);
-  buf.run();
-  const C = buf.C;
   if (bias)
     for (let m = 0; m < M; m++)
       for (let n = 0; n < N; n++)
-        C[m * buf.ldc + n] = (C[m * buf.ldc + n] + bias[(biasRows === 1 ? 0 : m) * biasCols + (biasCols === 1 ? 0 : n)]) | 0;
+        C[m * ldc + n] = (C[m * ldc + n] + bias[(biasRows === 1 ? 0 : m) * biasCols + (biasCols === 1 ? 0 : n)]) | 0;
 
   const ab = Math.fround(alpha * aScale);
   const yScaleT = inputs[7];
@@ -83,7 +100,7 @@ function qgemm(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext
     const y = new Float32Array(M * N);
     for (let n = 0; n < N; n++) {
       const s = Math.fround(ab * bScale[n]);
-      for (let m = 0; m < M; m++) y[m * N + n] = Math.fround(Math.fround(C[m * buf.ldc + n]) * s);
+      for (let m = 0; m < M; m++) y[m * N + n] = Math.fround(Math.fround(C[m * ldc + n]) * s);
     }
     return { dtype: 'float32', dims: [M, N], data: y };
   }
@@ -101,7 +118,7 @@ function qgemm(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext
   const lo = qmin - yzp;
   const hi = qmax - yzp;
   for (let m = 0; m < M; m++) {
-    const src = m * buf.ldc;
+    const src = m * ldc;
     const dst = m * N;
     if (params.fixed)
       for (let n = 0; n < N; n++)
