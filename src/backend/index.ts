@@ -24,7 +24,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { registerAllGradients } from './gradients.js';
+import { registerGradients as registerAllGradients } from '../util/tfjs.js';
 import { registerWasmGradKernels } from './wasm_kernels.js';
 
 export type BackendPreference = 'native' | 'wasm' | 'cpu';
@@ -87,7 +87,7 @@ export async function initBackend(prefer?: BackendPreference): Promise<string> {
   return tf.getBackend();
 }
 
-export { registerAllGradients } from './gradients.js';
+export { registerGradients as registerAllGradients } from '../util/tfjs.js';
 export { registerWasmGradKernels } from './wasm_kernels.js';
 export { batchNormTrain, hasBatchNormTrainKernel } from './batchnorm_kernels.js';
 export { fakeQuantGradKernel, fakeQuantKernel, fakeQuantObserveKernel, fakeQuantWithGrad, hasFakeQuantKernel,
