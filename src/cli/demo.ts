@@ -7,7 +7,7 @@ import { convert } from '../int/convert.js';
 import { writePacked } from '../int/packed.js';
 import { evaluateGraph, qat, trainFloat } from '../pipeline/steps.js';
 import { ptq } from '../ptq/calibrate.js';
-import { recipeByName } from '../spec/quantspec.js';
+import { recipeByName, validateObserver } from '../spec/quantspec.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { buildModel } from '../zoo/models.js';
 import { DATA_FLAGS, loadData, loadModel, saveModel } from './common.js';
@@ -86,6 +86,7 @@ registerCommand({
     'qat-lr': { type: 'number', help: 'QAT learning rate', default: 0.01 },
     batch: { type: 'number', help: 'batch size', default: 64 },
     estimator: { type: 'string', help: 'QAT gradient estimator: ste or lsq', default: 'ste' },
+    observer: { type: 'string', help: 'activation observer for PTQ and QAT: minmax, ema_minmax, percentile, mse (default: the recipe\'s)' },
     seed: { type: 'number', help: 'seed', default: 0 },
     workdir: { type: 'string', help: 'where models and checkpoints go (default runs/demo-DATA-MODEL)' },
     out: { type: 'string', help: 'also write the table as JSON here' },
@@ -94,7 +95,11 @@ registerCommand({
     const data = String(f.data);
     const d = DEFAULTS[data] ?? DEFAULTS.mnist;
     const model = (f.model as string | undefined) ?? d.model;
-    const recipes = String(f.recipes).split(',').filter(Boolean).map((r) => recipeByName(r.trim()));
+    const recipes = String(f.recipes).split(',').filter(Boolean).map((r) => {
+      const recipe = recipeByName(r.trim());
+      if (f.observer) recipe.activations.observer = validateObserver(f.observer, '--observer');
+      return recipe;
+    });
     const work = ensureDir((f.workdir as string | undefined) ?? join('runs', `demo-${data}-${model}`));
     const { train, test } = loadData(f);
     const seed = f.seed as number;
@@ -117,7 +122,7 @@ registerCommand({
       rows.push(await rowFor(p, test, { ...base, recipe: recipe.name, method: 'ptq' }, work));
       console.error(`ptq ${recipe.name}: ${(100 * rows[rows.length - 1].accuracy_sim).toFixed(2)}%`);
 
-      const r = recipeByName(recipe.name);
+      const r = structuredClone(recipe);
       r.weights.estimator = r.activations.estimator = String(f.estimator);
       const qatBudget = { epochs: (f['qat-epochs'] as number | undefined) ?? d.qatEpochs, batchSize, lr: f['qat-lr'] as number, seed };
       const { graph: q } = await qat(float, r, train, qatBudget, { checkpoint: join(work, `${recipe.name}-qat.ckpt`), progress: true, log: console.error });
