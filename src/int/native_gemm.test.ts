@@ -14,6 +14,7 @@ import { type IntGemmProvider, setIntGemmProvider } from './kernels/gemm.js';
 import { setIntWasm } from './kernels/wasm_gemm.js';
 import { enableNativeIntGemm, nativeIntGemmProvider } from './native_gemm.js';
 import type { Requant } from './registry.js';
+import { TestRng as R } from './test_util.js';
 
 const { provider: found, why } = nativeIntGemmProvider();
 let nativeCalls = 0;
@@ -36,20 +37,6 @@ const skip = native ? false : `native int8 GEMM unavailable: ${why}`;
 // importing native_gemm.ts registered it; each test picks the path itself
 setIntGemmProvider(null);
 
-class R {
-  private s: number;
-  constructor(seed: number) { this.s = seed >>> 0; }
-  u32(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  int(lo: number, hi: number): number { return lo + (this.u32() % (hi - lo + 1)); }
-  pick<T>(xs: readonly T[]): T { return xs[this.u32() % xs.length]; }
-  float(): number { return this.u32() / 4294967296; }
-}
 
 const range = (dt: DType): [number, number] => (dt === 'int8' ? [-128, 127] : [0, 255]);
 

@@ -9,6 +9,7 @@ import { quantizeMultiplier } from '../fixedpoint.js';
 import { type Sink, drain, drainScratch } from './common.js';
 import { gemmNT, wasmRegions } from './gemm.js';
 import { setIntWasm, wasmGemm } from './wasm_gemm.js';
+import { TestRng as R } from '../test_util.js';
 
 /** Run `fn` with the WebAssembly kernels on, then off (each test checks both paths give the same answers). */
 function bothPaths(fn: (mode: string) => void): void {
@@ -22,19 +23,6 @@ function bothPaths(fn: (mode: string) => void): void {
   }
 }
 
-class R {
-  private s: number;
-  constructor(seed: number) { this.s = seed >>> 0; }
-  u32(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  int(lo: number, hi: number): number { return lo + (this.u32() % (hi - lo + 1)); }
-  float(): number { return this.u32() / 4294967296; }
-}
 
 const T = (dtype: DType, dims: number[], vals: ArrayLike<number>): TensorData => {
   const ctor = { uint8: Uint8Array, int8: Int8Array, int32: Int32Array, float32: Float32Array, int16: Int16Array, uint16: Uint16Array }[dtype as 'uint8'];

@@ -6,20 +6,8 @@ import * as ort from 'onnxruntime-node';
 import { type Attr, type DType, type Graph, type TensorData, elementCount } from '../../graph/ir.js';
 import { writeOnnx } from '../../onnx/model.js';
 import { createIntSession } from '../engine.js';
+import { TestRng as R } from '../test_util.js';
 
-class R {
-  private s: number;
-  constructor(seed: number) { this.s = seed >>> 0; }
-  u32(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  int(lo: number, hi: number): number { return lo + (this.u32() % (hi - lo + 1)); }
-  float(): number { return this.u32() / 4294967296; }
-}
 
 const T = (dtype: DType, dims: number[], vals: ArrayLike<number>): TensorData => {
   const data = dtype === 'uint8' ? Uint8Array.from(vals) : dtype === 'int8' ? Int8Array.from(vals)
