@@ -209,6 +209,22 @@ void conv2d_backprop_filter(const Conv2DDims& d, const float* x, const float* dy
 }
 
 // ---------------------------------------------------------------- depthwise
+// Calls f(x window at the tap, tap index kh*KW+kw) for each kernel tap of output (b, oh, ow) inside the input.
+// Force-inlined so each ISA's copy of the caller vectorizes the channel loops in f.
+template <class F>
+static inline __attribute__((always_inline)) void for_each_tap(const Conv2DDims& d, const float* x, int64_t b, int64_t oh,
+                                                               int64_t ow, F&& f) {
+  for (int64_t kh = 0; kh < d.KH; kh++) {
+    const int64_t ih = oh * d.sh - d.pt + kh * d.dh;
+    if (ih < 0 || ih >= d.H) continue;
+    for (int64_t kw = 0; kw < d.KW; kw++) {
+      const int64_t iw = ow * d.sw - d.pl + kw * d.dw;
+      if (iw < 0 || iw >= d.W) continue;
+      f(x + ((b * d.H + ih) * d.W + iw) * d.CI, kh * d.KW + kw);
+    }
+  }
+}
+
 QK_MULTI(void, dw_fwd_rows, (const Conv2DDims& d, const float* x, const float* w, float* y, int64_t s, int64_t e),
          (d, x, w, y, s, e)) {
   const int64_t Mul = d.CO / d.CI;
@@ -217,22 +233,15 @@ QK_MULTI(void, dw_fwd_rows, (const Conv2DDims& d, const float* x, const float* w
     for (int64_t ow = 0; ow < d.OW; ow++) {
       float* yo = y + ((b * d.OH + oh) * d.OW + ow) * d.CO;
       for (int64_t c = 0; c < d.CO; c++) yo[c] = 0.f;
-      for (int64_t kh = 0; kh < d.KH; kh++) {
-        const int64_t ih = oh * d.sh - d.pt + kh * d.dh;
-        if (ih < 0 || ih >= d.H) continue;
-        for (int64_t kw = 0; kw < d.KW; kw++) {
-          const int64_t iw = ow * d.sw - d.pl + kw * d.dw;
-          if (iw < 0 || iw >= d.W) continue;
-          const float* xi = x + ((b * d.H + ih) * d.W + iw) * d.CI;
-          const float* wk = w + (kh * d.KW + kw) * d.CO;
-          if (Mul == 1) {
-            for (int64_t c = 0; c < d.CI; c++) yo[c] += xi[c] * wk[c];
-          } else {
-            for (int64_t c = 0; c < d.CI; c++)
-              for (int64_t m = 0; m < Mul; m++) yo[c * Mul + m] += xi[c] * wk[c * Mul + m];
-          }
+      for_each_tap(d, x, b, oh, ow, [&](const float* xi, int64_t tap) {
+        const float* wk = w + tap * d.CO;
+        if (Mul == 1) {
+          for (int64_t c = 0; c < d.CI; c++) yo[c] += xi[c] * wk[c];
+        } else {
+          for (int64_t c = 0; c < d.CI; c++)
+            for (int64_t m = 0; m < Mul; m++) yo[c * Mul + m] += xi[c] * wk[c * Mul + m];
         }
-      }
+      });
     }
   }
 }
@@ -289,22 +298,15 @@ QK_MULTI(void, dw_bwd_f_rows,
     const int64_t b = bo / d.OH, oh = bo % d.OH;
     for (int64_t ow = 0; ow < d.OW; ow++) {
       const float* g = dy + ((b * d.OH + oh) * d.OW + ow) * d.CO;
-      for (int64_t kh = 0; kh < d.KH; kh++) {
-        const int64_t ih = oh * d.sh - d.pt + kh * d.dh;
-        if (ih < 0 || ih >= d.H) continue;
-        for (int64_t kw = 0; kw < d.KW; kw++) {
-          const int64_t iw = ow * d.sw - d.pl + kw * d.dw;
-          if (iw < 0 || iw >= d.W) continue;
-          const float* xi = x + ((b * d.H + ih) * d.W + iw) * d.CI;
-          float* a = acc + (kh * d.KW + kw) * d.CO;
-          if (Mul == 1) {
-            for (int64_t c = 0; c < d.CI; c++) a[c] += xi[c] * g[c];
-          } else {
-            for (int64_t c = 0; c < d.CI; c++)
-              for (int64_t m = 0; m < Mul; m++) a[c * Mul + m] += xi[c] * g[c * Mul + m];
-          }
+      for_each_tap(d, x, b, oh, ow, [&](const float* xi, int64_t tap) {
+        float* a = acc + tap * d.CO;
+        if (Mul == 1) {
+          for (int64_t c = 0; c < d.CI; c++) a[c] += xi[c] * g[c];
+        } else {
+          for (int64_t c = 0; c < d.CI; c++)
+            for (int64_t m = 0; m < Mul; m++) a[c * Mul + m] += xi[c] * g[c * Mul + m];
         }
-      }
+      });
     }
   }
 }
