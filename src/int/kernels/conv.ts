@@ -56,11 +56,12 @@ function convShape(node: Node, x: TensorData, w: TensorData): ConvShape {
 }
 
 /**
- * im2row for one image and one group: rows[p * Kp + k] = x - x_zero_point at the input position that
- * output p's window reads for k = (c, kd, kh, kw), or 0 in the padding (a padded value equals the zero point);
- * k from K to Kp is zero.
+ * im2row for one image and one group: rows[p * stride + k] = x + add at the input position that output p's window
+ * reads for k = (c, kd, kh, kw), or `pad` in the padding; k from K to stride is `pad` too.
+ * The QLinear path takes x - x_zero_point with pad 0 (Int16Array); the GEMM provider takes x + 128 for int8 inputs
+ * (making them uint8) with the equally offset zero point as pad (Uint8Array).
  */
-function im2row(xs: IntArray, xOff: number, xzp: number, s: ConvShape, rows: Int16Array, Kp: number): void {
+function im2rowInto(xs: IntArray, xOff: number, add: number, pad: number, s: ConvShape, rows: Int16Array | Uint8Array, stride: number): void {
   const [ID, IH, IW] = to3d(s.win.inSize, 1);
   const [KD, KH, KW] = to3d(s.win.kernel, 1);
   const [SD, SH, SW] = to3d(s.win.strides, 1);
@@ -73,7 +74,7 @@ function im2row(xs: IntArray, xOff: number, xzp: number, s: ConvShape, rows: Int
   for (let od = 0; od < OD; od++)
     for (let oh = 0; oh < OH; oh++)
       for (let ow = 0; ow < OW; ow++, p++) {
-        let r = p * Kp;
+        let r = p * stride;
         for (let c = 0; c < Cg; c++) {
           const cOff = xOff + c * plane;
           for (let kd = 0; kd < KD; kd++) {
@@ -82,46 +83,7 @@ function im2row(xs: IntArray, xOff: number, xzp: number, s: ConvShape, rows: Int
             for (let kh = 0; kh < KH; kh++) {
               const ih = oh * SH - PH + kh * DH;
               if (!dIn || ih < 0 || ih >= IH) {
-                rows.fill(0, r, r + KW);
-                r += KW;
-                continue;
-              }
-              const rowOff = cOff + (id * IH + ih) * IW;
-              let iw = ow * SW - PW;
-              for (let kw = 0; kw < KW; kw++, iw += DW) rows[r++] = iw >= 0 && iw < IW ? xs[rowOff + iw] - xzp : 0;
-            }
-          }
-        }
-        if (Kp > K) rows.fill(0, p * Kp + K, (p + 1) * Kp);
-      }
-}
-
-/**
- * im2row for the GEMM provider: rows[p * K + k] = x + d (d = 128 for int8 x, making it uint8) at the input position
- * output p's window reads, or the (equally offset) zero point in the padding.
- */
-function im2rowU8(xs: IntArray, xOff: number, d: number, zpU8: number, s: ConvShape, rows: Uint8Array): void {
-  const [ID, IH, IW] = to3d(s.win.inSize, 1);
-  const [KD, KH, KW] = to3d(s.win.kernel, 1);
-  const [SD, SH, SW] = to3d(s.win.strides, 1);
-  const [DD, DH, DW] = to3d(s.win.dilations, 1);
-  const [PD, PH, PW] = to3d(s.win.padBegin, 0);
-  const [OD, OH, OW] = to3d(s.win.outSize, 1);
-  const { Cg } = s;
-  const plane = ID * IH * IW;
-  let r = 0;
-  for (let od = 0; od < OD; od++)
-    for (let oh = 0; oh < OH; oh++)
-      for (let ow = 0; ow < OW; ow++)
-        for (let c = 0; c < Cg; c++) {
-          const cOff = xOff + c * plane;
-          for (let kd = 0; kd < KD; kd++) {
-            const id = od * SD - PD + kd * DD;
-            const dIn = id >= 0 && id < ID;
-            for (let kh = 0; kh < KH; kh++) {
-              const ih = oh * SH - PH + kh * DH;
-              if (!dIn || ih < 0 || ih >= IH) {
-                rows.fill(zpU8, r, r + KW);
+                rows.fill(pad, r, r + KW);
                 r += KW;
                 continue;
               }
@@ -129,13 +91,15 @@ function im2rowU8(xs: IntArray, xOff: number, d: number, zpU8: number, s: ConvSh
               let iw = ow * SW - PW;
               if (DW === 1 && iw >= 0 && iw + KW <= IW) {
                 const src = rowOff + iw;
-                for (let kw = 0; kw < KW; kw++) rows[r++] = xs[src + kw] + d;
+                for (let kw = 0; kw < KW; kw++) rows[r++] = xs[src + kw] + add;
               } else {
-                for (let kw = 0; kw < KW; kw++, iw += DW) rows[r++] = iw >= 0 && iw < IW ? xs[rowOff + iw] + d : zpU8;
+                for (let kw = 0; kw < KW; kw++, iw += DW) rows[r++] = iw >= 0 && iw < IW ? xs[rowOff + iw] + add : pad;
               }
             }
           }
         }
+        if (stride > K) rows.fill(pad, p * stride + K, (p + 1) * stride);
+      }
 }
 
 /** Geometry of the im2row-free path: a stride-1 1-D/2-D convolution as shifted GEMMs over a padded input. */
@@ -225,7 +189,7 @@ function convEach(
         const x0 = (n * C + g * Cg) * plane;
         if (fused && geo) fused(xs.subarray(x0, x0 + Cg * plane) as Uint8Array | Int8Array, zpU8, geo, packed.nat[g], Cm, P);
         else if (rows) {
-          im2rowU8(xs, x0, d, zpU8, s, rows);
+          im2rowInto(xs, x0, d, zpU8, s, rows, s.K);
           prov.gemmU8(P, OCg, K, rows, K, aZp, packed.nat[g], Cm, P, true);
         }
         drain(sink, Cm, cOff, P, P, OCg, 1, P, g * OCg, (n * OC + g * OCg) * P, scratch);
@@ -270,7 +234,7 @@ function convEach(
   for (let n = 0; n < N; n++)
     for (let g = 0; g < group; g++) {
       buf.A.set(packed.rows.subarray(g * OCg * Kp, (g + 1) * OCg * Kp));
-      im2row(xs, (n * C + g * Cg) * plane, xzp, s, buf.B, Kp);
+      im2rowInto(xs, (n * C + g * Cg) * plane, -xzp, 0, s, buf.B, Kp);
       for (let oc = 0; oc < OCg; oc++) buf.C.fill(0, oc * ldc, oc * ldc + P);
       buf.run();
       drain(sink, buf.C, buf.cOff, ldc, P, OCg, 1, P, g * OCg, (n * OC + g * OCg) * P, buf.extra);
