@@ -312,6 +312,20 @@ void bias_act(float* c, int64_t M, int64_t N, const float* bias, int act, float 
 }
 
 // ---------------------------------------------------------------- fake quantization
+// Per-thread partial min/max (T rows of nch) reduced into mn/mx.
+static void merge_min_max(const std::vector<float>& pmn, const std::vector<float>& pmx, int T, int64_t nch, float* mn,
+                          float* mx) {
+  for (int64_t c = 0; c < nch; c++) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (int t = 0; t < T; t++) {
+      lo = std::min(lo, pmn[t * nch + c]);
+      hi = std::max(hi, pmx[t * nch + c]);
+    }
+    mn[c] = lo;
+    mx[c] = hi;
+  }
+}
+
 // q = clamp(round_half_even(x * (1/s)) + zp, qmin, qmax); y = (q - zp) * s.
 // x times the float32 reciprocal, as PyTorch's fake_quantize_* (and src/quant/fakequant.ts) compute it, so that
 // ties round the same way on every backend.
@@ -356,15 +370,7 @@ void fake_quant(const float* x, float* y, int64_t n, const float* scale, const f
     int64_t s = n * t / T, e = n * (t + 1) / T;
     if (s < e) fq_range(x, y, scale, zp, nch, inner, qmin, qmax, s, e, &pmn[t * nch], &pmx[t * nch]);
   });
-  for (int64_t c = 0; c < nch; c++) {
-    float lo = INFINITY, hi = -INFINITY;
-    for (int t = 0; t < T; t++) {
-      lo = std::min(lo, pmn[t * nch + c]);
-      hi = std::max(hi, pmx[t * nch + c]);
-    }
-    mn[c] = lo;
-    mx[c] = hi;
-  }
+  merge_min_max(pmn, pmx, T, nch, mn, mx);
 }
 
 // Straight-through estimator for x (dx = dy inside the clamp range), LSQ gradients for the
@@ -445,15 +451,7 @@ void min_max(const float* x, int64_t n, int64_t nch, int64_t inner, float* mn, f
     int64_t s = n * t / T, e = n * (t + 1) / T;
     if (s < e) minmax_range(x, nch, inner, s, e, &pmn[t * nch], &pmx[t * nch]);
   });
-  for (int64_t c = 0; c < nch; c++) {
-    float lo = INFINITY, hi = -INFINITY;
-    for (int t = 0; t < T; t++) {
-      lo = std::min(lo, pmn[t * nch + c]);
-      hi = std::max(hi, pmx[t * nch + c]);
-    }
-    mn[c] = lo;
-    mx[c] = hi;
-  }
+  merge_min_max(pmn, pmx, T, nch, mn, mx);
 }
 
 }  // namespace qk
