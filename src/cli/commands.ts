@@ -1,6 +1,5 @@
 // The qat commands. Each: parse flags, do the work through the library, write outputs atomically.
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Graph } from '../graph/ir.js';
 import { writeOnnx } from '../onnx/model.js';
 import { toQdq } from '../onnx/qdq.js';
@@ -223,4 +222,3 @@ export function ensureDir(d: string): string {
   mkdirSync(d, { recursive: true });
   return d;
 }
-export { join };

@@ -10,7 +10,7 @@ import { ptq } from '../ptq/calibrate.js';
 import { recipeByName, validateObserver } from '../spec/quantspec.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { buildModel } from '../zoo/models.js';
-import { DATA_FLAGS, loadData, loadModel, saveModel } from './common.js';
+import { DATA_FLAGS, loadData, saveModel } from './common.js';
 import { ensureDir, exportQdq, registerCommand } from './commands.js';
 import type { Graph } from '../graph/ir.js';
 import type { Dataset } from '../data/datasets.js';
@@ -106,13 +106,10 @@ registerCommand({
     const batchSize = f.batch as number;
     console.error(`demo: ${model} on ${data} (${train.n} train, ${test.n} test), recipes ${recipes.map((r) => r.name).join(', ')}; files in ${work}`);
 
-    // float model: trained once; a rerun with the same settings resumes from its checkpoint
-    const floatPath = join(work, 'float.onnx');
+    // float model: trained once; a rerun with the same settings resumes from its checkpoint; rowFor writes float.onnx
     const budget = { epochs: (f.epochs as number | undefined) ?? d.epochs, batchSize, lr: f.lr as number, seed };
     const g0 = buildModel(model, { inputShape: train.shape, numClasses: train.numClasses, seed });
-    const { graph: floatGraph } = await trainFloat(g0, train, budget, { checkpoint: join(work, 'float.ckpt'), progress: true, log: console.error });
-    await saveModel(floatPath, floatGraph);
-    const float = await loadModel(floatPath);
+    const { graph: float } = await trainFloat(g0, train, budget, { checkpoint: join(work, 'float.ckpt'), progress: true, log: console.error });
     const base = { dataset: data, model };
     const rows: DemoRow[] = [await rowFor(float, test, { ...base, recipe: 'fp32', method: 'float' }, work)];
     console.error(`float: ${(100 * rows[0].accuracy_sim).toFixed(2)}%`);

@@ -112,7 +112,7 @@ export class Session implements OpServices {
     };
     for (const { node, handler } of this.order) {
       const vals = node.inputs.map((n) => lookup(n, node));
-      const layout = chooseLayout(handler, node, vals, this.graph);
+      const layout = chooseLayout(handler, vals);
       const inputs = vals.map((v, i) => {
         if (!v) return undefined;
         if (v.t.rank !== 4) return v.t;
@@ -183,7 +183,7 @@ function convertsInput(h: OpHandler, node: Node, i: number, g: Graph): boolean {
   return di.includes(i);
 }
 
-function chooseLayout(h: OpHandler, node: Node, vals: (Value | undefined)[], g: Graph): Layout {
+function chooseLayout(h: OpHandler, vals: (Value | undefined)[]): Layout {
   if (h.layout === 'spatial') return 'nhwc';
   if (h.layout !== 'elementwise') return 'nchw';
   let anyNhwc = false;
@@ -193,8 +193,6 @@ function chooseLayout(h: OpHandler, node: Node, vals: (Value | undefined)[], g: 
       if (v.layout === 'nhwc') anyNhwc = true;
     } else if (v.t.size !== 1) return 'nchw';
   }
-  void node;
-  void g;
   return anyNhwc ? 'nhwc' : 'nchw';
 }
 

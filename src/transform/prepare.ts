@@ -11,7 +11,6 @@ import {
   consumers,
   floatTensor,
   int,
-  ints,
   QATKIT_DOMAIN,
   str,
   topoSort,
@@ -94,7 +93,7 @@ export function prepare(graph: Graph, opts: PrepareOptions): Graph {
   const cons = consumers(g);
   const newNodes = new Map<Node, Node[]>(); // quantizers inserted after a node (or before the first for inputs)
   const leading: Node[] = [];
-  const quantized = new Map<string, { q: string; s: string; z: string }>();
+  const quantized = new Map<string, { q: string; s: string; z: string; attrs: Node['attrs'] }>();
   const isInit = (v: string) => g.initializers.has(v);
   const producer = new Map<string, Node>();
   for (const n of order) for (const o of n.outputs) producer.set(o, n);
@@ -110,8 +109,8 @@ export function prepare(graph: Graph, opts: PrepareOptions): Graph {
     if (p) newNodes.set(p, [...(newNodes.get(p) ?? []), fq]);
     else leading.push(fq);
     rewire(v, q, fq);
-    quantized.set(v, { q, s, z });
-    quantized.set(q, { q, s, z });
+    quantized.set(v, { q, s, z, attrs });
+    quantized.set(q, { q, s, z, attrs });
     return q;
   };
 
@@ -162,8 +161,7 @@ export function prepare(graph: Graph, opts: PrepareOptions): Graph {
       const src = quantized.get(n.inputs[0]);
       const out = n.outputs[0];
       if (src && !quantized.has(out) && !g.outputs.some((o) => o.name === out)) {
-        const srcNode = [...leading, ...[...newNodes.values()].flat()].find((f) => f.outputs[0] === src.q)!;
-        addFq(out, src.s, src.z, { ...srcNode.attrs, shared: int(1) });
+        addFq(out, src.s, src.z, { ...src.attrs, shared: int(1) });
       }
     }
   }
@@ -172,6 +170,5 @@ export function prepare(graph: Graph, opts: PrepareOptions): Graph {
   for (const n of g.nodes) nodes.push(n, ...(newNodes.get(n) ?? []));
   g.nodes = nodes;
   g.meta = { ...(g.meta ?? {}), 'qatkit.recipe': JSON.stringify(recipe), 'qatkit.mode': opts.mode };
-  void ints;
   return g;
 }
