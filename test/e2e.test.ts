@@ -4,19 +4,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { qat, tempDir } from './helpers.js';
+import type { DemoRow as Row } from '../src/cli/demo.js';
 
-interface Row {
-  dataset: string;
-  model: string;
-  recipe: string;
-  method: string;
-  accuracy_sim: number;
-  accuracy_ort: number;
-  agreement: number;
-  bytes: number;
-  accuracy_int: number | null;
-  bytes_packed: number | null;
-}
 
 test('qat demo on an MNIST subset: float, PTQ and QAT rows, ONNX Runtime agrees with the simulation', () => {
   const dir = tempDir('e2e');
