@@ -1,7 +1,8 @@
-// The native backend trains like tfjs's reference backends with the same seed. Measured on 10 steps of LeNet-5:
-// native equals tfjs's cpu backend to ~1e-8 relative in the epoch loss; wasm is ~1.4e-4 away from both (its float32
-// reductions, XNNPACK's summation order and our conv-filter-gradient kernel on wasm, differ from cpu's by that much at
-// step 0 already). Over long runs such differences grow (SGD is chaotic), so the check uses a short epoch.
+// The native backend trains like tfjs's reference backends with the same seed. On 10 steps of LeNet-5 the epoch
+// loss of native and cpu agree to ~1e-8 relative, wasm to ~1e-6. wasm used to be 1.4e-4 away: its Sum/Mean add
+// batch-norm's N*H*W values in one float32 chain; src/backend/wasm_kernels.ts now stages those reductions. Over a whole epoch (938 steps) no two float32 computations agree to 1e-4: nudging one initial
+// weight by one ulp on the same backend moves the demo's first-epoch loss by 2e-3 (SGD is chaotic), so the check
+// uses a short epoch.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
@@ -29,7 +30,8 @@ test('LeNet-5 on 640 MNIST images (10 steps): same first-epoch loss on native, c
   const wasm = (await run('wasm'))!;
   assert.deepEqual([native.backend, cpu.backend, wasm.backend], ['qatkit-native', 'cpu', 'wasm']);
   const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+  console.log(`epoch loss: native ${native.loss}, cpu ${cpu.loss}, wasm ${wasm.loss}`);
   assert.ok(rel(native.loss, cpu.loss) < 1e-5, `native ${native.loss} vs cpu ${cpu.loss}`);
-  assert.ok(rel(native.loss, wasm.loss) < 1e-3, `native ${native.loss} vs wasm ${wasm.loss}`);
+  assert.ok(rel(native.loss, wasm.loss) < 1e-4, `native ${native.loss} vs wasm ${wasm.loss}`);
   assert.ok(Math.abs(native.acc - wasm.acc) <= 0.01, `accuracy native ${native.acc} vs wasm ${wasm.acc}`);
 });

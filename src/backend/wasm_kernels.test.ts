@@ -167,3 +167,24 @@ test('full conv-net training-step gradients on wasm match cpu', async () => {
   });
   assert.ok(err < TOL, `loss/gradient rel err ${err}`);
 });
+
+test('wasm Sum/Mean over long multi-axis reductions: staged, shapes as tfjs, near the float64 reference', async () => {
+  const r = rng(7);
+  const shape = [64, 24, 24, 3];
+  // positive values with a large common offset: a single float32 chain over 36,864 of them drifts ~1e-5
+  const xv = Float32Array.from(randArray(r, 64 * 24 * 24 * 3), (v) => 10 + v);
+  const ref = new Float64Array(3);
+  for (let i = 0; i < xv.length; i++) ref[i % 3] += xv[i];
+  for (const [axis, keepDims, outShape] of [[[0, 1, 2], false, [3]], [[2, 0, 1], true, [1, 1, 1, 3]], [[-4, -3, -2], false, [3]]] as const) {
+    const [s, m] = await runOn('wasm', () => [tf.sum(tf.tensor4d(xv, shape as [number, number, number, number]), axis as unknown as number[], keepDims),
+      tf.mean(tf.tensor4d(xv, shape as [number, number, number, number]), axis as unknown as number[], keepDims)]);
+    assert.deepEqual([s.shape, m.shape], [outShape, outShape], `axis ${axis}`);
+    for (let c = 0; c < 3; c++) {
+      assert.ok(Math.abs(s.data[c] - ref[c]) / ref[c] < 1e-6, `sum ${axis} channel ${c}: ${s.data[c]} vs ${ref[c]}`);
+      assert.ok(Math.abs(m.data[c] - ref[c] / 36864) / (ref[c] / 36864) < 1e-6, `mean ${axis} channel ${c}`);
+    }
+  }
+  // short and single-axis reductions take wasm's own kernel, unchanged
+  const [one] = await runOn('wasm', () => tf.sum(tf.tensor2d([1, 2, 3, 4], [2, 2]), [0, 1]));
+  assert.deepEqual([one.shape, Array.from(one.data)], [[], [10]]);
+});

@@ -8,6 +8,9 @@ import type { KernelConfig, KernelFunc, TensorInfo, NamedAttrMap } from '@tensor
 
 type Pads = [number, number, number, number]; // top, bottom, left, right; negative = crop
 
+/** wasm's Sum/Mean over at least this many elements run in two stages (see wrapStagedReduction). */
+const STAGED_REDUCE_MIN = 4096;
+
 /** Pad (or crop, for negative amounts) the two spatial dims of an NHWC tensor. */
 function padCrop(x: tf.Tensor4D, [t, b, l, r]: Pads): tf.Tensor4D {
   const [, h, w] = x.shape;
@@ -66,6 +69,9 @@ export function conv2DBackpropFilterViaConv(
     const xp = padCrop(xh, [top, needH - info.inHeight - top, left, needW - info.inWidth - left]);
     const xt = tf.transpose(xp, [3, 1, 2, 0]);          // [ci, needH, needW, b]
     const ft = tf.transpose(dyh, [1, 2, 0, 3]);         // [oh, ow, b, co]
+    // XNNPACK sums the whole b*oh*ow reduction in one float32 chain (LeNet-5's conv1 at batch 64: 1.6e-4 from the
+    // float64 sum). Splitting the batch into slices would fix that but runs this kernel 4x slower; the loss stays
+    // within 1e-6 of native's over 10 steps without it (test/backend_parity.test.ts).
     const r = tf.conv2d(xt as tf.Tensor4D, ft as tf.Tensor4D, d, 'valid', 'NHWC', s); // [ci, kh, kw, co]
     return tf.transpose(r, [1, 2, 0, 3]) as tf.Tensor4D;
   });
@@ -208,6 +214,31 @@ function wrapStridedConv(kernelName: string): KernelConfig | null {
   return { ...orig, kernelFunc }; // keep setupFunc: it binds the wasm function
 }
 
+/** wasm's Sum and Mean add every reduced element into one float32 accumulator in sequence: over a batch-norm's
+ *  N*H*W (36,864 values for LeNet-5's first layer at batch 64) the rounding error reaches ~1e-5 relative, and
+ *  training on wasm drifts from the float64-accumulating cpu backend (and from ours) by 1e-4 within a few steps.
+ *  Reducing over several axes, we first reduce the outermost reduced axis alone, then the others on the (much
+ *  smaller) result: the same math (equal group sizes, also for Mean), a float32 chain of N and then one of H*W
+ *  instead of N*H*W, and no more data movement than before (wasm transposes the reduced axes innermost either way). */
+function wrapStagedReduction(kernelName: 'Sum' | 'Mean'): KernelConfig | null {
+  const orig = tf.getKernel(kernelName, 'wasm');
+  if (orig == null) return null;
+  const kernelFunc: KernelFunc = (args) => {
+    const x = args.inputs.x as TensorInfo;
+    const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
+    const axes = tf.util.parseAxisParam(axis, x.shape).slice().sort((a, b) => a - b);
+    const size = axes.reduce((n, a) => n * x.shape[a], 1);
+    if (axes.length < 2 || size < STAGED_REDUCE_MIN || x.dtype !== 'float32') return orig.kernelFunc(args);
+    const outer = orig.kernelFunc({ ...args, attrs: { axis: [axes[0]], keepDims: true } }) as TensorInfo;
+    const out = orig.kernelFunc({ ...args, inputs: { x: outer }, attrs: { axis: axes.slice(1), keepDims: true } }) as TensorInfo;
+    (args.backend as tf.KernelBackend).disposeData(outer.dataId);
+    // the backend's storage is flat: dropping the kept size-1 axes is a change of shape only
+    if (!keepDims) out.shape = x.shape.filter((_, i) => !axes.includes(i));
+    return out;
+  };
+  return { ...orig, kernelFunc };
+}
+
 export const wasmGradKernels: KernelConfig[] = [
   { kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilter },
   { kernelName: 'DepthwiseConv2dNativeBackpropFilter', backendName: 'wasm', kernelFunc: depthwiseFilter },
@@ -223,8 +254,9 @@ export function registerWasmGradKernels(): string[] {
   const added: string[] = [];
   if (!wrapped) {
     wrapped = true;
-    for (const name of ['Conv2D', 'FusedConv2D']) {
-      const w = wrapStridedConv(name);
+    for (const [name, wrap] of [['Conv2D', wrapStridedConv], ['FusedConv2D', wrapStridedConv], ['Sum', wrapStagedReduction],
+      ['Mean', wrapStagedReduction]] as const) {
+      const w = wrap(name as never);
       if (w) {
         tf.unregisterKernel(name, 'wasm');
         tf.registerKernel(w);
