@@ -7,9 +7,10 @@ import { type Node, type TensorData, GraphError, attrInt, attrInts } from '../..
 import type { IntKernel, KernelContext } from '../registry.js';
 import { checkDType, floatValues, newTensor, numArray, requireInput, scalar } from '../tensor.js';
 import {
-  type FixedMultipliers, type IntArray, type Sink, type Window, drain, drainScratch, fixedMultipliers, memo, outRange, to3d, windowGeometry,
+  type FixedMultipliers, type IntArray, type Sink, type Window, drain, drainScratch, fixedMultipliers, memo, outRange, requantMode,
+  requantTable, to3d, windowGeometry,
 } from './common.js';
-import { type PackedB, gemmBuffers, intGemmProvider, padK, wasmRegions } from './gemm.js';
+import { type IntGemmProvider, type PackedB, type RequantSpec, gemmBuffers, intGemmProvider, padK, wasmRegions } from './gemm.js';
 import { wasmGemm } from './wasm_gemm.js';
 
 const Q8 = ['int8', 'uint8'] as const;
@@ -241,6 +242,46 @@ function convEach(
     }
 }
 
+/** The provider's fused convolution applies: 1-D / 2-D over 8-bit typed input. */
+type Fused = Required<Pick<IntGemmProvider, 'packConv' | 'qconv'>> & IntGemmProvider;
+
+function fusedProvider(s: ConvShape, xs: IntArray): Fused | undefined {
+  const prov = intGemmProvider();
+  if (!prov?.qconv || !prov.packConv || s.win.inSize.length > 2 || !(xs instanceof Uint8Array || xs instanceof Int8Array)) return undefined;
+  return prov as Fused;
+}
+
+/** Geometry for the fused convolution, reused (see GEO). */
+const QGEO = new Int32Array(19);
+
+/**
+ * The whole convolution through the provider's fused kernel, one call per group: direct convolution and
+ * requantization (rq) into y, every image at once.
+ */
+function convFused(prov: Fused, ctx: KernelContext, s: ConvShape, xs: Uint8Array | Int8Array, xzp: number,
+  w: TensorData, wzp: TensorData | undefined, deps: number[], rq: RequantSpec, y: Int8Array | Uint8Array | Int32Array): void {
+  const r = s.win.inSize.length;
+  const two = (v: number[], fill: number): number[] => (r === 2 ? v : [fill, v[0]]);
+  const [KH, KW] = two(s.win.kernel, 1);
+  const W = memo(ctx, `wq:${prov.name}`, deps, () => {
+    const rows = packWeights(w, wzp, ctx.node);
+    const Kp = padK(s.K);
+    return Array.from({ length: s.group }, (_, g) => prov.packConv(rows, g * s.OCg * Kp, Kp, s.OCg, s.Cg, KH, KW));
+  });
+  const [IH, IW] = two(s.win.inSize, 1);
+  const [SH, SW] = two(s.win.strides, 1);
+  const [PH, PW] = two(s.win.padBegin, 0);
+  const [PHe, PWe] = two(s.win.padEnd, 0);
+  const [DH, DW] = two(s.win.dilations, 1);
+  const [OH, OW] = two(s.win.outSize, 1);
+  QGEO.set([s.N, s.C, IH, IW, KH, KW, SH, SW, PH, PW, PHe, PWe, DH, DW, OH, OW, s.group, s.OC, 0]);
+  const zpU8 = xzp + (xs instanceof Int8Array ? 128 : 0);
+  for (let g = 0; g < s.group; g++) {
+    QGEO[18] = g;
+    prov.qconv(xs, zpU8, QGEO, W[g], rq, y);
+  }
+}
+
 /** Packed weights for whichever path the shape takes, cached across runs when w and its zero point are constant. */
 function packFor(ctx: KernelContext, s: ConvShape, w: TensorData, wzp: TensorData | undefined, deps: number[]) {
   const prov = intGemmProvider();
@@ -266,7 +307,14 @@ function convInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   const s = convShape(node, x, w);
   const xzp = inputs[2] ? scalar(inputs[2], node, 'x_zero_point') : 0;
   const out = new Int32Array(s.N * s.OC * s.P);
-  convEach(s, numArray(x, node, 'x') as IntArray, xzp, packFor(ctx, s, w, inputs[3], [1, 3]), { kind: 'int32', out });
+  const xs = numArray(x, node, 'x') as IntArray;
+  const fused = fusedProvider(s, xs);
+  if (fused) {
+    const table = memo(ctx, 'rq0', [], () => new Int32Array(4 * s.OC));
+    convFused(fused, ctx, s, xs as Uint8Array | Int8Array, xzp, w, inputs[3], [1, 3], { table, mode: 3, zp: 0, qmin: 0, qmax: 0 }, out);
+    return { dtype: 'int32', dims: s.outDims, data: out };
+  }
+  convEach(s, xs, xzp, packFor(ctx, s, w, inputs[3], [1, 3]), { kind: 'int32', out });
   return { dtype: 'int32', dims: s.outDims, data: out };
 }
 
@@ -305,7 +353,15 @@ function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   }
   const out = newTensor(dtype, s.outDims);
   const y = out.data as IntArray;
-  convEach(s, numArray(x, node, 'x') as IntArray, xzp, packFor(ctx, s, w, inputs[5], [3, 5]), {
+  const xs = numArray(x, node, 'x') as IntArray;
+  const fused = fusedProvider(s, xs);
+  if (fused) {
+    const table = memo(ctx, 'rq', [1, 4, 6, 8], () => requantTable(s.OC, params.mult, bias, params.fixed));
+    const rq = { table, mode: requantMode(params.fixed), zp: yzp, qmin, qmax };
+    convFused(fused, ctx, s, xs as Uint8Array | Int8Array, xzp, w, inputs[5], [3, 5], rq, y as Int8Array | Uint8Array);
+    return out;
+  }
+  convEach(s, xs, xzp, packFor(ctx, s, w, inputs[5], [3, 5]), {
     kind: 'q8', y, mult: params.mult, bias, fixed: params.fixed, zp: yzp, qmin, qmax,
   });
   return out;

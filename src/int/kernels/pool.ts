@@ -4,6 +4,10 @@ import { type TensorData, GraphError, attrInt, attrInts } from '../../graph/ir.j
 import type { IntKernel, KernelContext } from '../registry.js';
 import { isIntDType, intRange, newTensor, numArray, requireInput } from '../tensor.js';
 import { to3d, windowGeometry } from './common.js';
+import { intGemmProvider } from './gemm.js';
+
+/** Geometry for the provider's MaxPool, reused: no small typed array per run. */
+const GEO = new Int32Array(13);
 
 function maxPool(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData[] {
   const { node } = ctx;
@@ -25,6 +29,12 @@ function maxPool(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelConte
   const out = newTensor(x.dtype, [N, C, ...win.outSize]);
   const y = out.data as typeof xs;
   const wantIdx = node.outputs.length > 1 && node.outputs[1] !== '';
+  const maxPool2d = intGemmProvider()?.maxPool;
+  if (maxPool2d && r <= 2 && !wantIdx && (xs instanceof Int8Array || xs instanceof Uint8Array)) {
+    GEO.set([N * C, IH, IW, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW]);
+    maxPool2d(xs, GEO, y as Int8Array | Uint8Array);
+    return [out];
+  }
   const idx = wantIdx ? new BigInt64Array(y.length) : undefined;
   // a window entirely in the padding yields the lowest value, as ONNX Runtime's int8 kernels do
   const lowest = isIntDType(x.dtype) ? intRange(x.dtype, node).qmin : -Infinity;
