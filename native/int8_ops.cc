@@ -238,34 +238,48 @@ QK_AVX512 void conv_pack_input(const ConvGeo& G, const ConvW& w, const uint8_t* 
       std::fill(p, p + w.CQ * G.Lp, padw);
     }
   const __m512i vflip = _mm512_set1_epi8(char(flip));
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  // strided: each input row is interleaved into tmp first, then dealt out to the column phases
+  std::vector<uint32_t> tmp(G.SW > 1 ? G.IW : 0);
   for (int cq = 0; cq < w.CQ; cq++) {
     const uint8_t* src[4];
     for (int j = 0; j < 4; j++) src[j] = 4 * cq + j < G.Cg ? img + (4 * cq + j) * plane : nullptr;
     for (int ih = 0; ih < G.IH; ih++) {
       const int ihp = ih + G.PH, ph = ihp % G.SH, row = ihp / G.SH;
       if (!usedH[ph]) continue;
-      const uint8_t* r[4];
-      for (int j = 0; j < 4; j++) r[j] = src[j] ? src[j] + int64_t(ih) * G.IW : nullptr;
-      if (G.SW == 1) {
-        uint32_t* d = X + int64_t(cq) * G.Lp + (int64_t(ph) * w.CQ * G.Lp) + int64_t(row) * G.Wq + G.PW;
-        for (int iw = 0; iw < G.IW; iw += 16) {
-          const int cnt = G.IW - iw < 16 ? G.IW - iw : 16;
-          const __mmask16 m = __mmask16((1u << cnt) - 1);
-          __m512i acc = _mm512_setzero_si512();
-          for (int j = 0; j < 4; j++) {
-            const __m512i b = r[j] ? _mm512_cvtepu8_epi32(_mm_xor_si128(_mm_maskz_loadu_epi8(m, r[j] + iw), _mm512_castsi512_si128(vflip)))
+      uint32_t* rowPlane = X + int64_t(ph * G.SW * w.CQ + cq) * G.Lp + int64_t(row) * G.Wq;  // phase (ph, 0)
+      uint32_t* d = G.SW == 1 ? rowPlane + G.PW : tmp.data();
+      for (int iw = 0; iw < G.IW; iw += 16) {
+        const int cnt = G.IW - iw < 16 ? G.IW - iw : 16;
+        const __mmask16 m = __mmask16((1u << cnt) - 1);
+        __m512i acc = _mm512_setzero_si512();
+        for (int j = 0; j < 4; j++) {
+          const __m512i b = src[j] ? _mm512_cvtepu8_epi32(_mm_xor_si128(_mm_maskz_loadu_epi8(m, src[j] + int64_t(ih) * G.IW + iw),
+                                                                        _mm512_castsi512_si128(vflip)))
                                    : _mm512_set1_epi32(za);
-            acc = _mm512_or_si512(acc, _mm512_slli_epi32(b, 8 * j));
-          }
-          _mm512_mask_storeu_epi32(d + iw, m, acc);
+          acc = _mm512_or_si512(acc, _mm512_slli_epi32(b, 8 * j));
         }
-      } else {
-        for (int iw = 0; iw < G.IW; iw++) {
-          const int iwp = iw + G.PW, pw = iwp % G.SW;
-          if (!usedW[pw]) continue;
-          uint32_t v = 0;
-          for (int j = 0; j < 4; j++) v |= uint32_t(r[j] ? uint8_t(r[j][iw] ^ flip) : za) << (8 * j);
-          X[int64_t((ph * G.SW + pw) * w.CQ + cq) * G.Lp + int64_t(row) * G.Wq + iwp / G.SW] = v;
+        _mm512_mask_storeu_epi32(d + iw, m, acc);
+      }
+      if (G.SW == 1) continue;
+      for (int pw = 0; pw < G.SW; pw++) {
+        if (!usedW[pw]) continue;
+        const int iw0 = ((pw - G.PW) % G.SW + G.SW) % G.SW;  // first input column of this phase
+        if (iw0 >= G.IW) continue;
+        const int n = (G.IW - iw0 + G.SW - 1) / G.SW;
+        uint32_t* dst = rowPlane + int64_t(pw) * w.CQ * G.Lp + (iw0 + G.PW) / G.SW;
+        const uint32_t* t = tmp.data() + iw0;
+        const int avail = G.IW - iw0;
+        if (G.SW == 2) {
+          for (int i = 0; i < n; i += 16) {
+            const int r = avail - 2 * i;
+            const __mmask16 m0 = __mmask16(r >= 16 ? 0xffff : (1u << r) - 1);
+            const __mmask16 m1 = __mmask16(r >= 32 ? 0xffff : r <= 16 ? 0 : (1u << (r - 16)) - 1);
+            const __m512i v = _mm512_permutex2var_epi32(_mm512_maskz_loadu_epi32(m0, t + 2 * i), even, _mm512_maskz_loadu_epi32(m1, t + 2 * i + 16));
+            _mm512_mask_storeu_epi32(dst + i, __mmask16(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1), v);
+          }
+        } else {
+          for (int i = 0; i < n; i++) dst[i] = t[int64_t(i) * G.SW];
         }
       }
     }

@@ -7,7 +7,7 @@ import {
   type QuantizedMultiplier, multiplyByQuantizedMultiplier, multiplyByQuantizedMultiplierSingle, quantizeMultiplier,
 } from '../fixedpoint.js';
 import {
-  broadcastIndex, broadcastShape, checkDType, newTensor, numArray, requireInput, rint, scalar,
+  broadcastIndex, broadcastShape, checkDType, numArray, outputTensor, requireInput, rint, scalar,
 } from '../tensor.js';
 import { type IntArray, memo, outRange, requantFixed, requantFloat, requantMode, requantTable } from './common.js';
 import { intGemmProvider } from './gemm.js';
@@ -113,7 +113,7 @@ function qlinearAdd(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelCo
     ...outRange(a.dtype, ctx),
   };
   const outDims = broadcastShape(a.dims, b.dims, node);
-  const out = newTensor(a.dtype, outDims);
+  const out = outputTensor(a.dtype, outDims);
   const y = out.data as IntArray;
   const av = numArray(a, node, 'A');
   const bv = numArray(b, node, 'B');
@@ -159,7 +159,7 @@ function qlinearGlobalAveragePool(inputs: ReadonlyArray<TensorData | undefined>,
   const S = elementCount(spatial);
   const outDims = channelsLast ? [N, ...spatial.map(() => 1), C] : [N, C, ...spatial.map(() => 1)];
   const xs = numArray(x, node, 'X');
-  const out = newTensor(dtype, outDims);
+  const out = outputTensor(dtype, outDims);
   const y = out.data as IntArray;
   const fixed = isFixedPoint(ctx.requant);
   const q = fixed ? quantizeMultiplier(xScale / (yScale * S)) : undefined;

@@ -5,7 +5,7 @@
 // K contiguous) and the GEMM. Accumulators then go through one drain (requantization) per (image, group).
 import { type Node, type TensorData, GraphError, attrInt, attrInts } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
-import { checkDType, floatValues, newTensor, numArray, requireInput, scalar } from '../tensor.js';
+import { checkDType, floatValues, numArray, outputTensor, requireInput, scalar } from '../tensor.js';
 import {
   type FixedMultipliers, type IntArray, type Sink, type Window, drain, drainScratch, fixedMultipliers, memo, outRange, requantMode,
   requantTable, to3d, windowGeometry,
@@ -306,16 +306,15 @@ function convInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   checkDType(w, Q8, node, 'w');
   const s = convShape(node, x, w);
   const xzp = inputs[2] ? scalar(inputs[2], node, 'x_zero_point') : 0;
-  const out = new Int32Array(s.N * s.OC * s.P);
+  const res = outputTensor('int32', s.outDims);
+  const out = res.data as Int32Array;
   const xs = numArray(x, node, 'x') as IntArray;
   const fused = fusedProvider(s, xs);
   if (fused) {
     const table = memo(ctx, 'rq0', [], () => new Int32Array(4 * s.OC));
     convFused(fused, ctx, s, xs as Uint8Array | Int8Array, xzp, w, inputs[3], [1, 3], { table, mode: 3, zp: 0, qmin: 0, qmax: 0 }, out);
-    return { dtype: 'int32', dims: s.outDims, data: out };
-  }
-  convEach(s, xs, xzp, packFor(ctx, s, w, inputs[3], [1, 3]), { kind: 'int32', out });
-  return { dtype: 'int32', dims: s.outDims, data: out };
+  } else convEach(s, xs, xzp, packFor(ctx, s, w, inputs[3], [1, 3]), { kind: 'int32', out });
+  return res;
 }
 
 interface QConvParams { mult: Float32Array; fixed: FixedMultipliers | undefined }
@@ -351,7 +350,7 @@ function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
     bias = b.data as Int32Array;
     if (bias.length !== s.OC) throw new GraphError(`bias must have ${s.OC} values, got ${bias.length}`, node);
   }
-  const out = newTensor(dtype, s.outDims);
+  const out = outputTensor(dtype, s.outDims);
   const y = out.data as IntArray;
   const xs = numArray(x, node, 'x') as IntArray;
   const fused = fusedProvider(s, xs);

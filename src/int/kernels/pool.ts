@@ -2,7 +2,7 @@
 // and the optional Indices output (int64, row- or column-major per storage_order).
 import { type TensorData, GraphError, attrInt, attrInts } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
-import { isIntDType, intRange, newTensor, numArray, requireInput } from '../tensor.js';
+import { isIntDType, intRange, numArray, outputTensor, requireInput } from '../tensor.js';
 import { to3d, windowGeometry } from './common.js';
 import { intGemmProvider } from './gemm.js';
 
@@ -26,7 +26,7 @@ function maxPool(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelConte
   const [OD, OH, OW] = to3d(win.outSize, 1);
   const [N, C] = x.dims;
   const xs = numArray(x, node, 'X');
-  const out = newTensor(x.dtype, [N, C, ...win.outSize]);
+  const out = outputTensor(x.dtype, [N, C, ...win.outSize]);
   const y = out.data as typeof xs;
   const wantIdx = node.outputs.length > 1 && node.outputs[1] !== '';
   const maxPool2d = intGemmProvider()?.maxPool;

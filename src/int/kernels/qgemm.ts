@@ -5,7 +5,7 @@
 // The converter (convert.ts) lowers a quantized Gemm to this: per-channel weights and an int32 bias in one op.
 import { type TensorData, GraphError, attrFloat, attrInt } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
-import { checkDType, floatValues, newTensor, numArray, requireInput, rint, scalar } from '../tensor.js';
+import { checkDType, floatValues, numArray, outputTensor, requireInput, rint, scalar } from '../tensor.js';
 import { type IntArray, fixedMultipliers, memo, outRange, requantFixed, requantMode, requantTable } from './common.js';
 import { asU8, gemmBuffers, intGemmProvider, padK } from './gemm.js';
 
@@ -115,7 +115,7 @@ function qgemm(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext
     mult: Float32Array.from(bScale, (bs) => Math.fround(Math.fround(ab * bs) / yScale)),
     fixed: fixedMultipliers(ctx, Array.from(bScale, (bs) => (alpha * aScale * bs) / yScale)),
   }));
-  const out = newTensor(dtype, [M, N]);
+  const out = outputTensor(dtype, [M, N]);
   const y = out.data as IntArray;
   if (prov?.requant) {
     const table = memo(ctx, 'rq', [1, 4, 6, 7], () =>

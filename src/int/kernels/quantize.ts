@@ -3,7 +3,7 @@
 import { type DType, type Node, type TensorData, GraphError, attrInt, elementCount } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
 import {
-  f32ToF16, floatValues, intRange, newTensor, normAxis, numArray, requireInput, rint,
+  f32ToF16, floatValues, intRange, normAxis, numArray, outputTensor, requireInput, rint,
 } from '../tensor.js';
 import { type IntArray, outRange } from './common.js';
 import { intGemmProvider } from './gemm.js';
@@ -62,7 +62,7 @@ function quantizeLinear(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kern
   const s = floatValues(scaleT, node, 'y_scale');
   const z = zpT ? numArray(zpT, node, 'y_zero_point') : undefined;
   const L = paramLayout(node, x, scaleT, zpT);
-  const out = newTensor(dtype, x.dims);
+  const out = outputTensor(dtype, x.dims);
   const y = out.data as IntArray;
   const quantize = intGemmProvider()?.quantize;
   // per tensor, float32 operands (a float64 scale divides in double)
