@@ -48,6 +48,13 @@ bool have_vnni() {
 
 inline uint32_t u(int64_t v) { return uint32_t(v); }
 
+// Scratch reused across calls (per thread: the addon may be called from worker threads).
+template <class T>
+T* scratch(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
 // ---- packed conv weights ------------------------------------------------------------------------------------------
 // int32 header[16] {kind 2, OC, Cg, KH, KW, CQ, NOB, anyZb}, then int32 zb[NOB*8], sb[NOB*8], then int8 panels
 // [ob][j = (kh*KW + kw)*CQ + cq][o < 8][4 channels]. Channels past Cg and output channels past OC hold B' = 0.
@@ -240,7 +247,8 @@ QK_AVX512 void conv_pack_input(const ConvGeo& G, const ConvW& w, const uint8_t* 
   const __m512i vflip = _mm512_set1_epi8(char(flip));
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   // strided: each input row is interleaved into tmp first, then dealt out to the column phases
-  std::vector<uint32_t> tmp(G.SW > 1 ? G.IW : 0);
+  static thread_local std::vector<uint32_t> tmpV;
+  uint32_t* tmp = scratch(tmpV, G.SW > 1 ? G.IW : 0);
   for (int cq = 0; cq < w.CQ; cq++) {
     const uint8_t* src[4];
     for (int j = 0; j < 4; j++) src[j] = 4 * cq + j < G.Cg ? img + (4 * cq + j) * plane : nullptr;
@@ -248,7 +256,7 @@ QK_AVX512 void conv_pack_input(const ConvGeo& G, const ConvW& w, const uint8_t* 
       const int ihp = ih + G.PH, ph = ihp % G.SH, row = ihp / G.SH;
       if (!usedH[ph]) continue;
       uint32_t* rowPlane = X + int64_t(ph * G.SW * w.CQ + cq) * G.Lp + int64_t(row) * G.Wq;  // phase (ph, 0)
-      uint32_t* d = G.SW == 1 ? rowPlane + G.PW : tmp.data();
+      uint32_t* d = G.SW == 1 ? rowPlane + G.PW : tmp;
       for (int iw = 0; iw < G.IW; iw += 16) {
         const int cnt = G.IW - iw < 16 ? G.IW - iw : 16;
         const __mmask16 m = __mmask16((1u << cnt) - 1);
@@ -268,7 +276,7 @@ QK_AVX512 void conv_pack_input(const ConvGeo& G, const ConvW& w, const uint8_t* 
         if (iw0 >= G.IW) continue;
         const int n = (G.IW - iw0 + G.SW - 1) / G.SW;
         uint32_t* dst = rowPlane + int64_t(pw) * w.CQ * G.Lp + (iw0 + G.PW) / G.SW;
-        const uint32_t* t = tmp.data() + iw0;
+        const uint32_t* t = tmp + iw0;
         const int avail = G.IW - iw0;
         if (G.SW == 2) {
           for (int i = 0; i < n; i += 16) {
@@ -287,28 +295,43 @@ QK_AVX512 void conv_pack_input(const ConvGeo& G, const ConvW& w, const uint8_t* 
 }
 
 // acc[o][v] over all taps for 16 * NV outputs from dword q of the quads (xq = X + q), one block of 8 channels;
-// with ZB also the ones row (sum of the inputs).
+// with ZB also the ones row (sum of the inputs). Named accumulators: GCC keeps them in registers (an array of
+// vectors was shuffled through the stack on every step).
 template <int NV, bool ZB>
 QK_AVX512 inline void conv_tile(const uint32_t* xq, const int64_t* offs, int J, const int8_t* wp, __m512i (&acc)[OCB][NV],
                                 __m512i (&sa)[NV]) {
-  for (int o = 0; o < OCB; o++)
-    for (int v = 0; v < NV; v++) acc[o][v] = _mm512_setzero_si512();
-  for (int v = 0; v < NV; v++) sa[v] = _mm512_setzero_si512();
-  const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i zero = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
+  __m512i a00 = zero, a10 = zero, a20 = zero, a30 = zero, a40 = zero, a50 = zero, a60 = zero, a70 = zero;
+  __m512i a01 = zero, a11 = zero, a21 = zero, a31 = zero, a41 = zero, a51 = zero, a61 = zero, a71 = zero;
+  __m512i s0 = zero, s1 = zero;
   for (int j = 0; j < J; j++) {
     const uint32_t* p = xq + offs[j];
-    __m512i xv[NV];
-    for (int v = 0; v < NV; v++) xv[v] = _mm512_loadu_si512(p + 16 * v);
+    const __m512i x0 = _mm512_loadu_si512(p);
+    const __m512i x1 = NV > 1 ? _mm512_loadu_si512(p + 16) : zero;
     const int8_t* wj = wp + int64_t(j) * OCB * 4;
-    for (int o = 0; o < OCB; o++) {
-      int32_t wv;
-      std::memcpy(&wv, wj + 4 * o, 4);
-      const __m512i wb = _mm512_set1_epi32(wv);
-      for (int v = 0; v < NV; v++) acc[o][v] = _mm512_dpbusd_epi32(acc[o][v], xv[v], wb);
-    }
-    if (ZB)
-      for (int v = 0; v < NV; v++) sa[v] = _mm512_dpbusd_epi32(sa[v], xv[v], ones);
+#define QK_STEP(o)                                                             \
+  {                                                                            \
+    int32_t wv;                                                                \
+    std::memcpy(&wv, wj + 4 * o, 4);                                           \
+    const __m512i wb = _mm512_set1_epi32(wv);                                  \
+    a##o##0 = _mm512_dpbusd_epi32(a##o##0, x0, wb);                            \
+    if (NV > 1) a##o##1 = _mm512_dpbusd_epi32(a##o##1, x1, wb);                \
   }
+    QK_STEP(0) QK_STEP(1) QK_STEP(2) QK_STEP(3) QK_STEP(4) QK_STEP(5) QK_STEP(6) QK_STEP(7)
+#undef QK_STEP
+    if (ZB) {
+      s0 = _mm512_dpbusd_epi32(s0, x0, ones);
+      if (NV > 1) s1 = _mm512_dpbusd_epi32(s1, x1, ones);
+    }
+  }
+  const __m512i r0[OCB] = {a00, a10, a20, a30, a40, a50, a60, a70};
+  const __m512i r1[OCB] = {a01, a11, a21, a31, a41, a51, a61, a71};
+  for (int o = 0; o < OCB; o++) {
+    acc[o][0] = r0[o];
+    if (NV > 1) acc[o][NV - 1] = r1[o];
+  }
+  sa[0] = s0;
+  if (NV > 1) sa[NV - 1] = s1;
 }
 
 struct ConvRun {
@@ -321,17 +344,18 @@ struct ConvRun {
   RQConst rc;
   void* y;
   bool wide;
-  std::vector<int64_t> offs;
-  std::vector<int32_t> colc;  // per output channel: bias - za * sb + K * za * zb
-  std::vector<uint16_t> vmask;
-  std::vector<int32_t> vdst;  // output index (within the plane) of each vector's first kept lane
+  const int64_t* offs;   // tap offsets (dwords), in the weights' j order
+  const int32_t* colc;   // per output channel: bias - za * sb + K * za * zb
+  const uint16_t* vmask;  // kept lanes of each output vector
+  const int32_t* vdst;   // output index (within the plane) of each vector's first kept lane
 };
+
 
 template <int NV, bool ZB>
 QK_AVX512 void conv_block(const ConvRun& R, const uint32_t* X, int n, int ob, int v0) {
   const ConvGeo& G = R.G;
   __m512i acc[OCB][NV], sa[NV];
-  conv_tile<NV, ZB>(X + int64_t(v0) * 16, R.offs.data(), R.w.J(), R.w.P + int64_t(ob) * R.w.J() * OCB * 4, acc, sa);
+  conv_tile<NV, ZB>(X + int64_t(v0) * 16, R.offs, R.w.J(), R.w.P + int64_t(ob) * R.w.J() * OCB * 4, acc, sa);
   const int OCg = R.w.OC;
   const int64_t P = int64_t(G.OH) * G.OW;
   const int esz = R.wide ? 4 : 1;
@@ -365,22 +389,25 @@ QK_AVX512 void conv_vectors(const ConvRun& R, const uint32_t* X, int n, int v0, 
 QK_AVX512 void conv_run(ConvRun& R) {
   const ConvGeo& G = R.G;
   const ConvW& w = R.w;
-  // tap offsets (dwords), in the weights' j order
-  R.offs.resize(w.J());
+  static thread_local std::vector<int64_t> offsV;
+  static thread_local std::vector<int32_t> colcV, vdstV;
+  static thread_local std::vector<uint16_t> vmaskV;
+  int64_t* offs = scratch(offsV, w.J());
+  int32_t* colc = scratch(colcV, w.OC);
+  uint16_t* vmask = scratch(vmaskV, G.Qv);
+  int32_t* vdst = scratch(vdstV, G.Qv);
+  R.offs = offs, R.colc = colc, R.vmask = vmask, R.vdst = vdst;
   for (int kh = 0; kh < G.KH; kh++)
     for (int kw = 0; kw < G.KW; kw++)
       for (int cq = 0; cq < w.CQ; cq++) {
         const int ph = kh * G.DH % G.SH, pw = kw * G.DW % G.SW;
-        R.offs[(kh * G.KW + kw) * w.CQ + cq] =
+        offs[(kh * G.KW + kw) * w.CQ + cq] =
             int64_t((ph * G.SW + pw) * w.CQ + cq) * G.Lp + int64_t(kh * G.DH / G.SH) * G.Wq + kw * G.DW / G.SW;
       }
   const int32_t K = G.KH * G.KW * w.CQ * 4;
   const int32_t za = R.za;
-  R.colc.resize(w.OC);
   for (int oc = 0; oc < w.OC; oc++)
-    R.colc[oc] = int32_t(u(R.tab[G.OCt + G.g * w.OC + oc]) - u(za) * u(w.sb[oc]) + u(K) * u(za) * u(w.zb[oc]));
-  R.vmask.resize(G.Qv);
-  R.vdst.resize(G.Qv);
+    colc[oc] = int32_t(u(R.tab[G.OCt + G.g * w.OC + oc]) - u(za) * u(w.sb[oc]) + u(K) * u(za) * u(w.zb[oc]));
   for (int vi = 0; vi < G.Qv; vi++) {
     uint16_t m = 0;
     int first = -1;
@@ -391,8 +418,8 @@ QK_AVX512 void conv_run(ConvRun& R) {
         if (first < 0) first = oh * G.OW + ow;
       }
     }
-    R.vmask[vi] = m;
-    R.vdst[vi] = first;
+    vmask[vi] = m;
+    vdst[vi] = first;
   }
   const int64_t xsz = int64_t(G.planes) * G.Lp;
   auto vectors = [&](const uint32_t* X, int n, int v0, int v1) {
@@ -402,17 +429,19 @@ QK_AVX512 void conv_run(ConvRun& R) {
   qk::ThreadPool& pool = qk::ThreadPool::get();
   if (pool.size() == 1 || G.N >= 2 * pool.size()) {
     qk::parallel_range(G.N, 1, [&](int64_t n0, int64_t n1) {
-      std::vector<uint32_t> X(xsz);
+      static thread_local std::vector<uint32_t> XV;
+      uint32_t* X = scratch(XV, xsz);
       for (int64_t n = n0; n < n1; n++) {
-        conv_pack_input(G, w, R.x, R.xs, R.za, X.data(), int(n));
-        vectors(X.data(), int(n), 0, G.Qv);
+        conv_pack_input(G, w, R.x, R.xs, R.za, X, int(n));
+        vectors(X, int(n), 0, G.Qv);
       }
     });
   } else {
-    std::vector<uint32_t> X(xsz);
+    static thread_local std::vector<uint32_t> XV;
+    uint32_t* X = scratch(XV, xsz);
     for (int n = 0; n < G.N; n++) {
-      conv_pack_input(G, w, R.x, R.xs, R.za, X.data(), n);
-      qk::parallel_range(G.Qv, 4, [&](int64_t v0, int64_t v1) { vectors(X.data(), n, int(v0), int(v1)); });
+      conv_pack_input(G, w, R.x, R.xs, R.za, X, n);
+      qk::parallel_range(G.Qv, 4, [&](int64_t v0, int64_t v1) { vectors(X, n, int(v0), int(v1)); });
     }
   }
 }
