@@ -3,7 +3,9 @@
  * (zoo LeNet-5 on 1x28x28 and ResNet-8 on 3x32x32, PTQ-calibrated, convert()ed), batch 1 and 64, one thread each.
  *
  *   npx tsc -p . && node dist/bench/int_speed.js [--reps 15] [--out rows.json] [--models lenet5,resnet8] [--recipes w8a8,w4a4]
- *     [--threads 1]   (QATKIT_INT_NATIVE=0: the wasm GEMM instead of the native addon's int8 GEMM)
+ *     [--threads 1] [--profile]   (QATKIT_INT_NATIVE=0: the wasm GEMM instead of the native addon's int8 GEMM)
+ * --profile: after each row, our time per node (wall ms per run, kernels wrapped with timers, which slightly slows the
+ * row's own measurement).
  *
  * Each sample times enough back-to-back runs to last >= 20 ms; the table shows medians over --reps samples after
  * 200 ms of warm-up, as process CPU time per run (robust on a shared machine; ORT's worker thread included) and wall time.
@@ -20,6 +22,8 @@ import type { Graph, TensorData } from '../src/graph/ir.js';
 import { convert } from '../src/int/convert.js';
 import { createIntSession } from '../src/int/engine.js';
 import { intGemmProvider } from '../src/int/kernels/gemm.js';
+import { registerBuiltinIntKernels } from '../src/int/kernels/index.js';
+import { getIntKernel, listIntKernels, registerIntKernel } from '../src/int/registry.js';
 import '../src/int/native_gemm.js'; // the native addon's int8 GEMM when built (QATKIT_INT_NATIVE=0: wasm)
 import { writeOnnx } from '../src/onnx/model.js';
 import { ptq } from '../src/ptq/calibrate.js';
@@ -94,6 +98,28 @@ function calibrationData(shape: [number, number, number]): Dataset {
   return synthetic(256, shape);
 }
 
+/** Wall ms per node name, summed over runs, while the kernels are wrapped by profileKernels. */
+const nodeMs = new Map<string, number>();
+
+/** Wrap every registered integer kernel with a timer (before sessions are created: they keep their kernels). */
+function profileKernels(): void {
+  registerBuiltinIntKernels();
+  for (const id of listIntKernels()) {
+    const [domain, op] = id.includes('::') ? id.split('::') : ['', id];
+    const k = getIntKernel(op, domain)!;
+    registerIntKernel({
+      ...k,
+      run: (inputs, ctx) => {
+        const t0 = performance.now();
+        const outs = k.run(inputs, ctx);
+        const key = `${ctx.node.name} (${ctx.node.op})`;
+        nodeMs.set(key, (nodeMs.get(key) ?? 0) + performance.now() - t0);
+        return outs;
+      },
+    });
+  }
+}
+
 const MODELS: Record<string, [number, number, number]> = { lenet5: [1, 28, 28], resnet8: [3, 32, 32] };
 
 async function main(): Promise<void> {
@@ -101,6 +127,8 @@ async function main(): Promise<void> {
   const models = (arg('--models') ?? 'lenet5,resnet8').split(',');
   const recipes = (arg('--recipes') ?? 'w8a8,w4a4').split(',');
   const out = arg('--out');
+  const profile = process.argv.includes('--profile');
+  if (profile) profileKernels();
   await initBackend('wasm');
   // the native int8 GEMM's thread pool: 1 (like ORT here) unless --threads says otherwise
   const threads = Number(arg('--threads') ?? 1);
@@ -134,6 +162,12 @@ async function main(): Promise<void> {
         };
         rows.push(row);
         console.error(`${model} ${recipe} batch ${batch}: ort ${o.cpu.toFixed(3)} ms, ours ${q.cpu.toFixed(3)} ms`);
+        if (profile) {
+          const runs = Math.max(10, Math.ceil(200 / q.wall));
+          nodeMs.clear();
+          for (let i = 0; i < runs; i++) ours.run({ [g.inputs[0].name]: feed });
+          for (const [node, ms] of nodeMs) console.error(`  ${(ms / runs).toFixed(4).padStart(9)} ms  ${node}`);
+        }
       }
       await ortSession.release();
     }
