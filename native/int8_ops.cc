@@ -515,6 +515,20 @@ QK_AVX512 void qadd(const void* a, const void* b, bool sgn, int64_t n, const dou
     _mm_mask_storeu_epi8(y + i, m, _mm512_cvtepi32_epi8(r));
   }
 }
+
+// out[p] = sum of the S values of plane p (int8: as uint8 + 128, the offset taken off after).
+QK_AVX512 void plane_sums(const uint8_t* x, bool sgn, int64_t planes, int64_t S, int32_t* out) {
+  const __m512i flip = _mm512_set1_epi8(char(sgn ? 0x80 : 0)), zero = _mm512_setzero_si512();
+  for (int64_t p = 0; p < planes; p++) {
+    const uint8_t* q = x + p * S;
+    __m512i acc = zero;
+    for (int64_t i = 0; i < S; i += 64) {
+      const __mmask64 m = S - i >= 64 ? ~0ull : (1ull << (S - i)) - 1;
+      acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_maskz_mov_epi8(m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, q + i), flip)), zero));
+    }
+    out[p] = int32_t(_mm512_reduce_add_epi64(acc) - (sgn ? 128 * S : 0));
+  }
+}
 #endif
 
 // geo: N*C planes, IH, IW, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW. A window entirely in the padding gives `lowest`.
@@ -789,6 +803,12 @@ napi_value PlaneSums(napi_env env, napi_callback_info info) {
     int32_t* out = a.arr<int32_t>(2, &lo, {I32}, "an Int32Array");
     if ((xt != U8 && xt != S8) || S < 1) throw std::runtime_error("int8PlaneSums: bad arguments");
     need(lx, int64_t(lo) * S, "x");
+#if defined(__x86_64__)
+    if (have_vnni()) {
+      plane_sums(static_cast<const uint8_t*>(x), xt == S8, int64_t(lo), S, out);
+      return;
+    }
+#endif
     for (size_t p = 0; p < lo; p++) {
       int32_t s = 0;
       if (xt == S8)

@@ -161,17 +161,19 @@ function qlinearGlobalAveragePool(inputs: ReadonlyArray<TensorData | undefined>,
   const xs = numArray(x, node, 'X');
   const out = outputTensor(dtype, outDims);
   const y = out.data as IntArray;
-  const fixed = isFixedPoint(ctx.requant);
-  const q = fixed ? quantizeMultiplier(xScale / (yScale * S)) : undefined;
+  const q = isFixedPoint(ctx.requant) ? quantizeMultiplier(xScale / (yScale * S)) : undefined;
   // MLAS: x_scale / (y_scale * image_size) in float32
-  const mult = fixed ? 0 : Math.fround(xScale / Math.fround(yScale * S));
+  const mult = (): number => Math.fround(xScale / Math.fround(yScale * S));
   const prov = intGemmProvider();
   if (prov?.planeSums && prov.requant && !channelsLast && (xs instanceof Int8Array || xs instanceof Uint8Array)) {
     const acc = new Int32Array(N * C);
     prov.planeSums(xs, S, acc);
-    const fm = q && { multiplier: Int32Array.of(q.multiplier), shift: Int32Array.of(q.shift), single: ctx.requant === 'fixedpoint-single' };
-    const rq = { table: requantTable(1, [mult], [-xzp * S], fm), mode: requantMode(fm), zp: yzp, qmin, qmax };
-    prov.requant(acc, 1, N * C, N * C, rq, y as Int8Array | Uint8Array);
+    // the table depends on the scales, x's zero point and the plane size
+    const rq = memo(ctx, `rq:${S}`, [1, 2, 3], () => {
+      const fm = q && { multiplier: Int32Array.of(q.multiplier), shift: Int32Array.of(q.shift), single: ctx.requant === 'fixedpoint-single' };
+      return { table: requantTable(1, [q ? 0 : mult()], [-xzp * S], fm), mode: requantMode(fm) };
+    });
+    prov.requant(acc, 1, N * C, N * C, { ...rq, zp: yzp, qmin, qmax }, y as Int8Array | Uint8Array);
     return out;
   }
   const acc = new Int32Array(N * C).fill(-xzp * S);
@@ -191,7 +193,7 @@ function qlinearGlobalAveragePool(inputs: ReadonlyArray<TensorData | undefined>,
     }
   }
   if (q) requantFixed(acc, 0, N * C, q.multiplier, q.shift, yzp, qmin, qmax, y, 0, 0, ctx.requant === 'fixedpoint-single');
-  else requantFloat(acc, 0, N * C, mult, yzp, qmin, qmax, y, 0);
+  else requantFloat(acc, 0, N * C, mult(), yzp, qmin, qmax, y, 0);
   return out;
 }
 
