@@ -165,7 +165,7 @@ function qlinearGlobalAveragePool(inputs: ReadonlyArray<TensorData | undefined>,
   // MLAS: x_scale / (y_scale * image_size) in float32
   const mult = (): number => Math.fround(xScale / Math.fround(yScale * S));
   const prov = intGemmProvider();
-  if (prov?.planeSums && prov.requant && !channelsLast && (xs instanceof Int8Array || xs instanceof Uint8Array)) {
+  if (prov?.planeSums && prov.requant && !channelsLast && S > 0 && (xs instanceof Int8Array || xs instanceof Uint8Array)) {
     const acc = new Int32Array(N * C);
     prov.planeSums(xs, S, acc);
     // the table depends on the scales, x's zero point and the plane size

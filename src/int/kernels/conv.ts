@@ -248,6 +248,7 @@ type Fused = Required<Pick<IntGemmProvider, 'packConv' | 'qconv'>> & IntGemmProv
 function fusedProvider(s: ConvShape, xs: IntArray): Fused | undefined {
   const prov = intGemmProvider();
   if (!prov?.qconv || !prov.packConv || s.win.inSize.length > 2 || !(xs instanceof Uint8Array || xs instanceof Int8Array)) return undefined;
+  if (s.N * s.Cg * s.OCg === 0) return undefined; // nothing to compute: the plain path handles empty tensors
   return prov as Fused;
 }
 

@@ -30,7 +30,7 @@ function maxPool(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelConte
   const y = out.data as typeof xs;
   const wantIdx = node.outputs.length > 1 && node.outputs[1] !== '';
   const maxPool2d = intGemmProvider()?.maxPool;
-  if (maxPool2d && r <= 2 && !wantIdx && (xs instanceof Int8Array || xs instanceof Uint8Array)) {
+  if (maxPool2d && r <= 2 && !wantIdx && y.length > 0 && (xs instanceof Int8Array || xs instanceof Uint8Array)) {
     GEO.set([N * C, IH, IW, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW]);
     maxPool2d(xs, GEO, y as Int8Array | Uint8Array);
     return [out];
