@@ -1,10 +1,10 @@
 // The integer engine's fused native kernels (src/int, through its provider registry), AVX-512 VNNI:
-//   qconv: a whole QLinearConv / ConvInteger (2-D, one group, every image) as a direct convolution with the
-//     requantization in the epilogue, 8-bit (or int32) outputs written in place;
-//   requant: int32 rows to 8 bits (QGemm, QLinearMatMul, QLinearGlobalAveragePool);
-//   quantize (QuantizeLinear per tensor), maxpool (2-D, 8-bit), qadd (QLinearAdd of same-shape inputs),
-//   planeSums (QLinearGlobalAveragePool's sums).
-// Every result equals the engine's JS / wasm path bit for bit (src/int/native_ops.test.ts).
+//   qconv: a whole QLinearConv / ConvInteger (2-D; 1-D as 1 x W; one group per call, every image) as a direct
+//     convolution with the requantization in the epilogue, 8-bit (or int32) outputs written in place;
+//   requant: int32 rows to 8 bits (QGemm, QLinearGlobalAveragePool);
+//   quantize (QuantizeLinear per tensor), qadd (QLinearAdd of same-shape inputs), and, with portable fallbacks,
+//   maxpool (2-D, 8-bit) and planeSums (QLinearGlobalAveragePool's sums).
+// Every result equals the engine's JS / wasm path bit for bit (src/int/native_gemm.test.ts).
 //
 // Direct convolution. Each image's input is repacked once into "channel quads": dword [cq][row][col] holds the 4
 // channels 4cq..4cq+3 (uint8; int8 + 128), padded with the zero point and split into SH x SW stride phases, so that
