@@ -7,8 +7,8 @@
  * --profile: after each row, our time per node (wall ms per run, kernels wrapped with timers, which slightly slows the
  * row's own measurement).
  *
- * Each sample times enough back-to-back runs to last >= 20 ms; the table shows medians over --reps samples after
- * 200 ms of warm-up, as process CPU time per run (robust on a shared machine; ORT's worker thread included) and wall time.
+ * Each sample times enough back-to-back runs to last >= 20 ms, ORT's and ours alternating (both see the same load
+ * from the rest of the machine); the table shows medians over --reps samples each after 200 ms of warm-up, as process CPU time per run (robust on a shared machine; ORT's worker thread included) and wall time.
  * ratio = ort_ms / ours_ms on CPU time (> 1: we are faster). Our engine runs the converted graph as shipped
  * ('fixedpoint-single' requantization, Clips folded); ORT runs its own float requantization. Calibration uses MNIST
  * when it is installed, else synthetic images: speed does not depend on the data. Not a test: nothing here runs in CI.
@@ -57,28 +57,36 @@ const cpuMs = (): number => {
   return (u.user + u.system) / 1000;
 };
 
-/** Median CPU and wall ms per run of an async-capable function, after warm-up, batching runs into >= 20 ms samples. */
-async function timeRuns(run: () => unknown, reps: number): Promise<{ cpu: number; wall: number }> {
-  // warm-up: JIT tiers, caches, ORT's first-run allocations (at least 3 runs and 200 ms)
+/** After warm-up (JIT tiers, caches, ORT's first-run allocations: at least 3 runs and 200 ms), runs per >= 20 ms sample. */
+async function calibrate(run: () => unknown): Promise<number> {
   const w0 = performance.now();
   for (let i = 0; i < 3 || performance.now() - w0 < 200; i++) await run();
   let k = 1;
   for (;;) {
     const t0 = performance.now();
     for (let i = 0; i < k; i++) await run();
-    if (performance.now() - t0 >= 20 || k >= 4096) break;
+    if (performance.now() - t0 >= 20 || k >= 4096) return k;
     k *= 2;
   }
-  const cpu: number[] = [];
-  const wall: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const c0 = cpuMs();
-    const t0 = performance.now();
-    for (let i = 0; i < k; i++) await run();
-    wall.push((performance.now() - t0) / k);
-    cpu.push((cpuMs() - c0) / k);
-  }
-  return { cpu: median(cpu), wall: median(wall) };
+}
+
+/** CPU and wall ms per run over one sample of k runs. */
+async function sample(run: () => unknown, k: number): Promise<{ cpu: number; wall: number }> {
+  const c0 = cpuMs();
+  const t0 = performance.now();
+  for (let i = 0; i < k; i++) await run();
+  return { wall: (performance.now() - t0) / k, cpu: (cpuMs() - c0) / k };
+}
+
+/**
+ * Median CPU and wall ms per run of two functions, their samples alternating so that both see the same load from
+ * the rest of the machine.
+ */
+async function timePair(a: () => unknown, b: () => unknown, reps: number): Promise<Array<{ cpu: number; wall: number }>> {
+  const ks = [await calibrate(a), await calibrate(b)];
+  const samples: Array<Array<{ cpu: number; wall: number }>> = [[], []];
+  for (let r = 0; r < reps; r++) for (const [i, run] of [a, b].entries()) samples[i].push(await sample(run, ks[i]));
+  return samples.map((xs) => ({ cpu: median(xs.map((x) => x.cpu)), wall: median(xs.map((x) => x.wall)) }));
 }
 
 function synthetic(n: number, shape: [number, number, number]): Dataset {
@@ -154,8 +162,7 @@ async function main(): Promise<void> {
         const ortFeed = { [g.inputs[0].name]: new ort.Tensor('float32', x, [batch, ...shape]) };
         const a = (await ortSession.run(ortFeed))[outName].data as Float32Array;
         const b = ours.run({ [g.inputs[0].name]: feed })[outName].data as Float32Array;
-        const o = await timeRuns(() => ortSession.run(ortFeed), reps);
-        const q = await timeRuns(() => ours.run({ [g.inputs[0].name]: feed }), reps);
+        const [o, q] = await timePair(() => ortSession.run(ortFeed), () => ours.run({ [g.inputs[0].name]: feed }), reps);
         const row: IntSpeedRow = {
           model, recipe, batch, ort_ms: o.cpu, ours_ms: q.cpu, ratio: o.cpu / q.cpu, ort_wall_ms: o.wall, ours_wall_ms: q.wall,
           logits_equal: a.filter((v, i) => v === b[i]).length / a.length,
