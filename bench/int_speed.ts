@@ -8,7 +8,7 @@
  * row's own measurement).
  *
  * Each sample times enough back-to-back runs to last >= 20 ms, ORT's and ours alternating (both see the same load
- * from the rest of the machine); the table shows medians over --reps samples each after 200 ms of warm-up, as process CPU time per run (robust on a shared machine; ORT's worker thread included) and wall time.
+ * from the rest of the machine); the table shows medians over --reps samples each after 1 s of warm-up, as process CPU time per run (robust on a shared machine; ORT's worker thread included) and wall time.
  * ratio = ort_ms / ours_ms on CPU time (> 1: we are faster). Our engine runs the converted graph as shipped
  * ('fixedpoint-single' requantization, Clips folded); ORT runs its own float requantization. Calibration uses MNIST
  * when it is installed, else synthetic images: speed does not depend on the data. Not a test: nothing here runs in CI.
@@ -57,10 +57,14 @@ const cpuMs = (): number => {
   return (u.user + u.system) / 1000;
 };
 
-/** After warm-up (JIT tiers, caches, ORT's first-run allocations: at least 3 runs and 200 ms), runs per >= 20 ms sample. */
+/**
+ * After warm-up, runs per >= 20 ms sample. Warm-up: at least 3 runs and 1 s (JIT tiers, caches, ORT's first-run
+ * allocations; V8's background compilation and the collection of the calibration's garbage take most of a second
+ * after a model is built, and their threads count in the process CPU time).
+ */
 async function calibrate(run: () => unknown): Promise<number> {
   const w0 = performance.now();
-  for (let i = 0; i < 3 || performance.now() - w0 < 200; i++) await run();
+  for (let i = 0; i < 3 || performance.now() - w0 < 1000; i++) await run();
   let k = 1;
   for (;;) {
     const t0 = performance.now();
