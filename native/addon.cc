@@ -28,6 +28,7 @@ void qk_conv_u8_blob(int p0, int p1, const void* x, int x_signed, int32_t x_zp, 
                      int32_t* C, int ldc);
 const char* qk_int8_blob_isa();
 }
+void qk_register_int8_ops(napi_env env, napi_value exports);  // native/int8_ops.cc
 
 namespace {
 
@@ -736,6 +737,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"int8Info", nullptr, Int8Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  qk_register_int8_ops(env, exports);
   return exports;
 }
 

@@ -603,3 +603,5 @@ const char* qk_int8_blob_isa() { return use_vnni() ? "avx512vnni" : qk_int8_pack
 //    ConvInteger (1-D, 2-D), QGemm, QLinearMatMul and MatMulInteger call it; the int32 accumulators then go through
 //    the engine's own drain (wasm requantization), so results are those of the wasm path bit for bit
 //    (src/int/native_gemm.test.ts). qk_requant_float_u8 / qk_requant_fixed_u8 are not exposed: unused.
+// 4. On AVX-512 VNNI CPUs native/int8_ops.cc's fused kernels (direct convolution with requantization, etc.) take
+//    over the convolutions and the requantizations; this file's GEMM keeps the matmuls and the other CPUs.

@@ -43,6 +43,18 @@ export interface NativeAddon {
   int8PackedSize?(n: number, k: number): number;
   int8PackB?(b: Int16Array, ldb: number, n: number, k: number, out: Uint8Array): void;
   int8Info?(): { isa: string; packedIsa: string };
+  /** the integer engine's fused kernels (native/int8_ops.cc); int8OpsAvailable: the AVX-512 VNNI ones run here */
+  int8OpsAvailable?(): boolean;
+  int8ConvPackedSize?(oc: number, cg: number, kh: number, kw: number): number;
+  int8ConvPack?(b: Int16Array, ldb: number, oc: number, cg: number, kh: number, kw: number, out: Uint8Array): void;
+  int8QConv?(x: Uint8Array | Int8Array, xZp: number, geo: Int32Array, packed: Uint8Array, table: Int32Array, mode: number,
+    zp: number, qmin: number, qmax: number, y: Uint8Array | Int8Array | Int32Array): void;
+  int8Requant?(c: Int32Array, m: number, n: number, ldc: number, table: Int32Array, nt: number, mode: number, zp: number,
+    qmin: number, qmax: number, y: Uint8Array | Int8Array): void;
+  int8Quantize?(x: Float32Array, scale: number, zp: number, qmin: number, qmax: number, y: Uint8Array | Int8Array): void;
+  int8MaxPool?(x: Uint8Array | Int8Array, geo: Int32Array, y: Uint8Array | Int8Array): void;
+  int8QAdd?(a: Uint8Array | Int8Array, b: Uint8Array | Int8Array, spec: Float64Array, y: Uint8Array | Int8Array): void;
+  int8PlaneSums?(x: Uint8Array | Int8Array, s: number, out: Int32Array): void;
   batchNormTrainGrad(dy: F32, x: F32, c: number, mean: F32, invStd: F32, scale: F32n, dx: F32, dScale: F32, dOffset: F32): void;
 }
 

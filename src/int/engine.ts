@@ -3,6 +3,7 @@
 import { type Graph, type Node, type TensorData, GraphError, elementCount, topoSort } from '../graph/ir.js';
 import { type IntKernel, type KernelContext, type Requant, REQUANT_MODES, getIntKernel, normDomain } from './registry.js';
 import { registerBuiltinIntKernels } from './kernels/index.js';
+import { type ArrayPool, recycle, setArrayPool } from './tensor.js';
 
 export interface IntSessionOptions {
   /**
@@ -144,12 +145,17 @@ export function createIntSession(g: Graph, opts: IntSessionOptions = {}): IntSes
   for (const [name, s] of lastUse) if (!keep.has(name)) s.free.push(name);
 
   const declared = new Map(g.inputs.map((i) => [i.name, i]));
+  // buffers of freed intermediates, reused by kernels' outputTensor in later steps and runs
+  const pool: ArrayPool = new Map();
+  const constBuffers = new Set([...consts.values()].map(bufferOf));
+  // the inputs array each step's kernel receives, reused across runs (kernels do not keep it)
+  const stepInputs = steps.map((s) => new Array<TensorData | undefined>(s.node.inputs.length));
   return {
     inputNames: feedNames,
     outputNames,
     run(feeds) {
-      const values = new Map<string, TensorData>(consts);
-      for (const [name, t] of defaults) values.set(name, t);
+      const values = new Map<string, TensorData>(defaults);
+      const external = new Set<unknown>();
       for (const [name, t] of Object.entries(feeds)) {
         const vi = declared.get(name);
         if (!vi) throw new GraphError(`feed '${name}' is not a graph input (inputs: ${feedNames.join(', ')})`);
@@ -162,24 +168,40 @@ export function createIntSession(g: Graph, opts: IntSessionOptions = {}): IntSes
           throw new GraphError(`input '${name}' has ${t.data.length} elements, shape [${t.dims.join(', ')}] needs ${elementCount(t.dims)}`);
         values.set(name, t);
       }
+      for (const t of values.values()) external.add(bufferOf(t));
       for (const name of feedNames) if (!values.has(name)) throw new GraphError(`missing feed for graph input '${name}'`);
-      for (const step of steps) {
-        const node = step.node;
-        const inputs = node.inputs.map((i) => {
-          if (!i) return undefined;
-          const v = values.get(i);
-          if (!v) throw new GraphError(`input '${i}' has no value`, node);
-          return v;
+      const prevPool = setArrayPool(pool);
+      try {
+        steps.forEach((step, si) => {
+          const node = step.node;
+          const inputs = stepInputs[si];
+          for (let k = 0; k < node.inputs.length; k++) {
+            const i = node.inputs[k];
+            if (!i) {
+              inputs[k] = undefined;
+              continue;
+            }
+            const v = values.get(i) ?? consts.get(i);
+            if (!v) throw new GraphError(`input '${i}' has no value`, node);
+            inputs[k] = v;
+          }
+          const outs = runStep(step, inputs);
+          inputs.fill(undefined);
+          node.outputs.forEach((o, k) => {
+            if (o) values.set(o, outs[k]);
+          });
+          for (const name of step.free) {
+            const v = values.get(name);
+            values.delete(name);
+            if (v && recyclable(v, values, external, constBuffers)) recycle(pool, v);
+          }
         });
-        const outs = runStep(step, inputs);
-        node.outputs.forEach((o, k) => {
-          if (o) values.set(o, outs[k]);
-        });
-        for (const name of step.free) values.delete(name);
+      } finally {
+        setArrayPool(prevPool);
       }
       const result: Record<string, TensorData> = {};
       for (const name of outputNames) {
-        const v = values.get(name);
+        const v = values.get(name) ?? consts.get(name);
         if (!v) throw new GraphError(`graph output '${name}' was not computed`);
         // never hand out a session constant's buffer: the caller may write to it
         result[name] = constData.has(v.data) || feeds[name] === v ? copyTensor(v) : v;
@@ -187,6 +209,20 @@ export function createIntSession(g: Graph, opts: IntSessionOptions = {}): IntSes
       return result;
     },
   };
+}
+
+/** The memory a tensor's data lives in (views share it). */
+const bufferOf = (t: TensorData): unknown => (Array.isArray(t.data) ? t.data : t.data.buffer);
+
+/**
+ * A freed intermediate's buffer may be reused when it is neither the caller's (feeds, defaults) nor a constant's, and
+ * no live value views the same memory (Reshape / Flatten outputs alias their input).
+ */
+function recyclable(v: TensorData, live: Map<string, TensorData>, external: Set<unknown>, consts: Set<unknown>): boolean {
+  const b = bufferOf(v);
+  if (Array.isArray(b) || external.has(b) || consts.has(b)) return false;
+  for (const t of live.values()) if (bufferOf(t) === b) return false;
+  return true;
 }
 
 function copyTensor(t: TensorData): TensorData {

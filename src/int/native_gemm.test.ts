@@ -33,6 +33,23 @@ const native: IntGemmProvider | null = found && {
 };
 // the same without the fused convolution: convs go through im2row + gemmU8
 const gemmOnly: IntGemmProvider | null = native && { name: 'gemm-only', packB: native.packB, gemmU8: native.gemmU8 };
+// everything the addon offers, its fused kernels (native/int8_ops.cc) counted by name
+const fusedCalls: Record<string, number> = {};
+const counted = <F extends (...a: never[]) => void>(name: string, f: F | undefined): F | undefined =>
+  f && (((...a: Parameters<F>) => {
+    fusedCalls[name] = (fusedCalls[name] ?? 0) + 1;
+    f(...a);
+  }) as F);
+const fusedNative: IntGemmProvider | null = found && {
+  ...found,
+  name: 'fused',
+  qconv: counted('qconv', found.qconv),
+  requant: counted('requant', found.requant),
+  quantize: counted('quantize', found.quantize),
+  maxPool: counted('maxPool', found.maxPool),
+  qadd: counted('qadd', found.qadd),
+  planeSums: counted('planeSums', found.planeSums),
+};
 const skip = native ? false : `native int8 GEMM unavailable: ${why}`;
 // importing native_gemm.ts registered it; each test picks the path itself
 setIntGemmProvider(null);
@@ -83,22 +100,37 @@ function runWith(g: Graph, x: TensorData, p: IntGemmProvider | null, wasm: boole
 }
 
 let compared = 0;
-function same(g: Graph, x: TensorData, what: string): void {
-  for (const requant of ['float', 'fixedpoint-single'] as Requant[]) {
-    const nat = runWith(g, x, native, true, requant);
+/** The native provider's results (GEMM only, and with its fused kernels) equal the wasm, JS and im2row paths. */
+function same(g: Graph, x: TensorData, what: string, modes: Requant[] = ['float', 'fixedpoint', 'fixedpoint-single']): void {
+  for (const requant of modes) {
+    const nats = [runWith(g, x, native, true, requant), runWith(g, x, fusedNative, true, requant)];
     for (const [wasm, p] of [[true, null], [false, null], [true, gemmOnly]] as const) {
       const ref = runWith(g, x, p, wasm, requant);
-      assert.deepEqual(nat.dims, ref.dims, what);
-      assert.equal(nat.dtype, ref.dtype, what);
-      const a = nat.data, b = ref.data;
-      for (let i = 0; i < a.length; i++)
-        if (a[i] !== b[i]) assert.fail(`${what} (${requant}, vs ${p ? p.name : wasm ? 'wasm' : 'js'}): element ${i}: native ${a[i]}, reference ${b[i]}`);
-      compared += a.length;
+      for (const [k, nat] of nats.entries()) {
+        assert.deepEqual(nat.dims, ref.dims, what);
+        assert.equal(nat.dtype, ref.dtype, what);
+        const a = nat.data, b = ref.data;
+        for (let i = 0; i < a.length; i++) {
+          if (a[i] === b[i] || (Number.isNaN(a[i]) && Number.isNaN(b[i]))) continue;
+          assert.fail(`${what} (${requant}, ${k ? 'fused' : 'gemm'} vs ${p ? p.name : wasm ? 'wasm' : 'js'}): element ${i}: native ${a[i]}, reference ${b[i]}`);
+        }
+        compared += a.length;
+      }
     }
   }
 }
 
-function convCase(r: R, rep: number, op: 'QLinearConv' | 'ConvInteger'): { g: Graph; x: TensorData; what: string } {
+/** g with a Clip of constant bounds [lo, hi] (dtype dt) after its node, which the engine folds into it. */
+function withClip(g: Graph, lo: number, hi: number, dt: DType): Graph {
+  const n = g.nodes[0];
+  return {
+    ...g,
+    nodes: [{ ...n, outputs: ['q'] }, { name: 'clip', op: 'Clip', domain: '', inputs: ['q', 'lo', 'hi'], outputs: ['y'], attrs: {} }],
+    initializers: new Map([...g.initializers, ['lo', T(dt, [], [lo])], ['hi', T(dt, [], [hi])]]),
+  };
+}
+
+function convCase(r: R, rep: number, op: 'QLinearConv' | 'ConvInteger', batch?: number): { g: Graph; x: TensorData; what: string } {
   const xT: DType = rep % 3 === 0 ? 'int8' : 'uint8';
   const wT: DType = rep % 5 === 4 ? 'uint8' : 'int8';
   const rank = rep % 7 === 6 ? 1 : 2;
@@ -108,7 +140,7 @@ function convCase(r: R, rep: number, op: 'QLinearConv' | 'ConvInteger'): { g: Gr
   const C = Cg * (depthwise ? r.int(2, 6) : group);
   const g0 = depthwise ? C : group;
   const OC = g0 * (depthwise ? 1 : r.int(1, 7)) * (rep % 4 === 0 ? 3 : 1);
-  const N = r.int(1, 3);
+  const N = batch ?? r.int(1, 3);
   const k = Array.from({ length: rank }, () => r.int(1, 5));
   const sp = Array.from({ length: rank }, (_, i) => k[i] + r.int(0, 9));
   const strides = Array.from({ length: rank }, () => r.pick([1, 1, 2, 3]));
@@ -235,8 +267,8 @@ test('native int8 GEMM: several threads and the generic (non-SIMD) kernel give t
     for (const threads of [1, 3]) {
       addon.setThreads(threads);
       for (let rep = 0; rep < 12; rep++) {
-        const c = convCase(r, rep, 'QLinearConv');
-        same(c.g, c.x, `${c.what}, ${threads} threads`);
+        const c = convCase(r, rep, 'QLinearConv', rep % 2 ? 8 : undefined);
+        same(c.g, c.x, `${c.what}, ${threads} threads`, ['float', 'fixedpoint-single']);
       }
     }
   } finally {
@@ -247,10 +279,66 @@ test('native int8 GEMM: several threads and the generic (non-SIMD) kernel give t
   for (const isa of ['avx2', 'generic']) {
     const env: Record<string, string | undefined> = { ...process.env, QK_INT8_ISA: isa, QATKIT_INT8_CHILD: isa };
     delete env.NODE_TEST_CONTEXT; // a plain TAP report from the child, not the parent runner's protocol
-    const res = spawnSync(process.execPath, ['--test', '--test-name-pattern', 'bit for bit|registers|255', self], { env, encoding: 'utf8' });
+    const res = spawnSync(process.execPath, ['--test', '--test-name-pattern', 'bit for bit|registers|255|fused kernels', self], { env, encoding: 'utf8' });
     assert.equal(res.status, 0, res.stdout + res.stderr);
-    assert.match(res.stdout, /# pass 4/, res.stdout);
+    assert.match(res.stdout, /# pass 5/, res.stdout);
   }
+});
+
+test('native fused kernels: convolutions with folded clamps, QLinearAdd, QuantizeLinear, MaxPool, QLinearGlobalAveragePool', { skip }, () => {
+  const r = new R(29);
+  const q8: DType[] = ['int8', 'uint8'];
+  for (let rep = 0; rep < 16; rep++) {
+    // QLinearConv with a folded Clip (a ReLU at the zero point, or a sub-8-bit grid)
+    const c = convCase(r, rep % 4 === 3 ? rep + 1 : rep, 'QLinearConv');
+    const yT = c.g.outputs[0].dtype;
+    const [lo, hi] = yT === 'int8' ? [r.int(-128, 0), r.int(1, 127)] : [r.int(0, 100), r.int(101, 255)];
+    same(withClip(c.g, lo, hi, yT), c.x, `${c.what}, clip [${lo}, ${hi}]`);
+
+    // QLinearAdd: same shapes, scales from far apart to near, saturating sums
+    const dt = q8[rep % 2];
+    const [qlo, qhi] = range(dt);
+    const dims = [r.int(1, 3), r.int(1, 17), r.int(1, 9)];
+    const n = elementCount(dims);
+    const a = T(dt, dims, values(r, dt, n, 0.3));
+    const sA = 0.001 + r.float() * 0.1;
+    const addInits: Record<string, TensorData> = {
+      as: T('float32', [], [sA]), azp: T(dt, [], [zeroPoint(r, dt)]), b: T(dt, dims, values(r, dt, n, 0.3)),
+      bs: T('float32', [], [sA * r.pick([1, 0.5, 3, 0.01, 17])]), bzp: T(dt, [], [zeroPoint(r, dt)]),
+      cs: T('float32', [], [sA * r.pick([0.3, 1, 2.5, 40])]), czp: T(dt, [], [zeroPoint(r, dt)]),
+    };
+    // b as a second feed would leave the add unfused: a constant operand of the same shape keeps it elementwise
+    const add = graph('QLinearAdd', 'com.microsoft', ['x', 'as', 'azp', 'b', 'bs', 'bzp', 'cs', 'czp'], a, addInits, dt);
+    same(rep % 3 ? add : withClip(add, qlo + 5, qhi - 9, dt), a, `QLinearAdd #${rep} ${dt} [${dims}]`);
+
+    // QuantizeLinear per tensor, NaN, infinities and out-of-range values included
+    const f = T('float32', dims, Array.from({ length: n }, () =>
+      r.pick([NaN, Infinity, -Infinity, 1e30, -1e30, 0.5, -2.5, r.float() * 20 - 10, r.float() * 2000 - 1000])));
+    const qz = graph('QuantizeLinear', '', ['x', 's', 'z'], f, { s: T('float32', [], [0.01 + r.float()]), z: T(dt, [], [zeroPoint(r, dt)]) }, dt);
+    same(rep % 3 ? qz : withClip(qz, qlo + 3, qhi - 3, dt), f, `QuantizeLinear #${rep} ${dt}`);
+
+    // MaxPool 2-D: 2 x 2 stride 2 (the SIMD path) and random windows with pads, dilations, ceil_mode
+    const fast = rep % 2 === 0;
+    const kernel = fast ? [2, 2] : [r.int(1, 4), r.int(1, 4)];
+    const dil = fast ? [1, 1] : [r.int(1, 2), r.int(1, 2)];
+    const pads = fast ? [0, 0, 0, 0] : [r.int(0, kernel[0] - 1), r.int(0, kernel[1] - 1), r.int(0, kernel[0] - 1), r.int(0, kernel[1] - 1)];
+    const sp = [r.int((kernel[0] - 1) * dil[0] + 1, 40), r.int((kernel[1] - 1) * dil[1] + 1, 40)];
+    const pdims = [r.int(1, 2), r.int(1, 5), ...sp];
+    const xp = T(dt, pdims, values(r, dt, elementCount(pdims)));
+    const poolAttrs: Record<string, Attr> = {
+      kernel_shape: { type: 'ints', value: kernel }, strides: { type: 'ints', value: fast ? [2, 2] : [r.int(1, 3), r.int(1, 3)] },
+      dilations: { type: 'ints', value: dil }, pads: { type: 'ints', value: pads }, ceil_mode: { type: 'int', value: rep % 4 === 1 ? 1 : 0 },
+    };
+    same(graph('MaxPool', '', ['x'], xp, {}, dt, poolAttrs), xp, `MaxPool #${rep} ${dt} [${xp.dims}] ${JSON.stringify(poolAttrs)}`, ['float']);
+
+    // QLinearGlobalAveragePool
+    const gdims = [r.int(1, 3), r.int(1, 20), r.int(1, 9), r.int(1, 9)];
+    const gx = T(dt, gdims, values(r, dt, elementCount(gdims)));
+    const gapInits = { xs: T('float32', [], [0.05]), xzp: T(dt, [], [zeroPoint(r, dt)]), ys: T('float32', [], [0.01 + r.float() * 0.1]), yzp: T(dt, [], [zeroPoint(r, dt)]) };
+    same(graph('QLinearGlobalAveragePool', 'com.microsoft', ['x', 'xs', 'xzp', 'ys', 'yzp'], gx, gapInits, dt), gx, `QLinearGlobalAveragePool #${rep} ${dt} [${gx.dims}]`);
+  }
+  if (loadAddon().int8OpsAvailable?.())
+    for (const op of ['qconv', 'requant', 'quantize', 'maxPool', 'qadd', 'planeSums']) assert.ok((fusedCalls[op] ?? 0) > 10, `${op} called ${fusedCalls[op]} times`);
 });
 
 test('native int8 GEMM: enableNativeIntGemm registers and removes the provider', { skip }, () => {

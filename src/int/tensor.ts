@@ -44,6 +44,38 @@ export function newTensor(dtype: DType, dims: number[]): TensorData {
   return { dtype, dims: [...dims], data: newArray(dtype, elementCount(dims)) };
 }
 
+/** Buffers of a running session's freed intermediates (engine.ts), by dtype and length, for outputTensor. */
+export type ArrayPool = Map<string, TypedArray[]>;
+
+let pool: ArrayPool | undefined;
+
+/** Install (or with undefined, remove) the pool outputTensor draws from; returns the previous one. */
+export function setArrayPool(p: ArrayPool | undefined): ArrayPool | undefined {
+  const prev = pool;
+  pool = p;
+  return prev;
+}
+
+const poolKey = (dtype: DType, n: number): string => `${dtype}:${n}`;
+
+/**
+ * newTensor for kernels that write every element: takes a freed intermediate's buffer of the same dtype and length
+ * when the running session has one (stale contents), which spares an allocation and its zeroing.
+ */
+export function outputTensor(dtype: DType, dims: number[]): TensorData {
+  const n = elementCount(dims);
+  return { dtype, dims: [...dims], data: pool?.get(poolKey(dtype, n))?.pop() ?? newArray(dtype, n) };
+}
+
+/** Hand a dead tensor's buffer to the pool (the caller guarantees that nothing else references it). */
+export function recycle(p: ArrayPool, t: TensorData): void {
+  if (Array.isArray(t.data)) return;
+  const k = poolKey(t.dtype, t.data.length);
+  const list = p.get(k);
+  if (list) list.push(t.data);
+  else p.set(k, [t.data]);
+}
+
 /** Numeric view of a tensor's data (int64 converted); throws for strings. */
 export function numbers(t: TensorData, node?: Pick<Node, 'name' | 'op'>, what = 'input'): ArrayLike<number> {
   const d = t.data;

@@ -130,6 +130,24 @@ export type Sink =
       zp: number; qmin: number; qmax: number;
     };
 
+/** The wasm / native requantization mode of a set of multipliers: 0 float32, 1 gemmlowp, 2 rounded once. */
+export const requantMode = (fixed: FixedMultipliers | undefined): number => (fixed ? (fixed.single ? 2 : 1) : 0);
+
+/**
+ * A RequantSpec table for n lanes (structure of arrays: float32 multiplier bits, bias, Q31 multiplier, shift); mult,
+ * bias and the fixed-point multipliers each have n values (bias may be absent: zeros).
+ */
+export function requantTable(n: number, mult: ArrayLike<number>, bias?: ArrayLike<number>, fixed?: FixedMultipliers): Int32Array {
+  const t = new Int32Array(4 * n);
+  new Float32Array(t.buffer, 0, n).set(mult);
+  if (bias) t.set(bias, n);
+  if (fixed) {
+    t.set(fixed.multiplier, 2 * n);
+    t.set(fixed.shift, 3 * n);
+  }
+  return t;
+}
+
 /** Bytes of wasm scratch `drain` needs for a block of `rows` channels of `len` outputs: the table, then the outputs. */
 export const drainScratch = (rows: number, len: number): number[] => [rows * 16, rows * len + 16];
 
@@ -155,7 +173,7 @@ export function drain(
       ti[o * 4 + 2] = sink.fixed ? sink.fixed.multiplier[oc] : 0;
       ti[o * 4 + 3] = sink.fixed ? sink.fixed.shift[oc] : 0;
     }
-    w.requant(cOff, ldc, rows, OH, OW, wp, tab, outOff, sink.zp, sink.qmin, sink.qmax, sink.fixed ? (sink.fixed.single ? 2 : 1) : 0);
+    w.requant(cOff, ldc, rows, OH, OW, wp, tab, outOff, sink.zp, sink.qmin, sink.qmax, requantMode(sink.fixed));
     const n = rows * OH * OW;
     sink.y.set(sink.y instanceof Int8Array ? new Int8Array(mem, outOff, n) : new Uint8Array(mem, outOff, n), dst0);
     return;

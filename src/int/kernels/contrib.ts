@@ -3,11 +3,14 @@
 // 'fixedpoint' is TFLite's integer-only Add and an int32 multiplier for the mean ('fixedpoint-single': rounded once).
 import { type TensorData, GraphError, attrInt, elementCount } from '../../graph/ir.js';
 import { type IntKernel, type KernelContext, isFixedPoint } from '../registry.js';
-import { multiplyByQuantizedMultiplier, multiplyByQuantizedMultiplierSingle, quantizeMultiplier } from '../fixedpoint.js';
 import {
-  broadcastIndex, broadcastShape, checkDType, newTensor, numArray, requireInput, rint, scalar,
+  type QuantizedMultiplier, multiplyByQuantizedMultiplier, multiplyByQuantizedMultiplierSingle, quantizeMultiplier,
+} from '../fixedpoint.js';
+import {
+  broadcastIndex, broadcastShape, checkDType, numArray, outputTensor, requireInput, rint, scalar,
 } from '../tensor.js';
-import { type IntArray, memo, outRange, requantFixed, requantFloat } from './common.js';
+import { type IntArray, memo, outRange, requantFixed, requantFloat, requantMode, requantTable } from './common.js';
+import { intGemmProvider } from './gemm.js';
 
 const MS = 'com.microsoft';
 const Q8 = ['int8', 'uint8'] as const;
@@ -33,30 +36,55 @@ type AddFn = (a: number, b: number) => number;
 
 interface AddParams { sA: number; zA: number; sB: number; zB: number; sC: number; zC: number; qmin: number; qmax: number }
 
-function addFn(p: AddParams, requant: KernelContext['requant'], side: 'a' | 'b' | 'none'): AddFn {
-  const { sA, zA, sB, zB, sC, zC, qmin, qmax } = p;
+/** The constants of a QLinearAdd's arithmetic: TFLite's integer Add, or ONNX Runtime's float32 (MLAS AVX2). */
+type AddArith =
+  | { single: boolean; qa: QuantizedMultiplier; qb: QuantizedMultiplier; qo: QuantizedMultiplier }
+  | { rA: number; rB: number; fixed: number };
+
+// TFLite reference Add: both inputs to a common scale 2*max(sA, sB) with 20 bits of headroom
+const ADD_LEFT_SHIFT = 20;
+
+function addArith(p: AddParams, requant: KernelContext['requant']): AddArith {
+  const { sA, zA, sB, zB, sC, zC } = p;
   if (isFixedPoint(requant)) {
-    // TFLite reference Add: both inputs to a common scale 2*max(sA, sB) with 20 bits of headroom
-    const mbqm = requant === 'fixedpoint-single' ? multiplyByQuantizedMultiplierSingle : multiplyByQuantizedMultiplier;
-    const leftShift = 20;
     const twiceMax = 2 * Math.max(sA, sB);
-    const qa = quantizeMultiplier(sA / twiceMax);
-    const qb = quantizeMultiplier(sB / twiceMax);
-    const qo = quantizeMultiplier(twiceMax / (2 ** leftShift * sC));
+    return {
+      single: requant === 'fixedpoint-single',
+      qa: quantizeMultiplier(sA / twiceMax),
+      qb: quantizeMultiplier(sB / twiceMax),
+      qo: quantizeMultiplier(twiceMax / (2 ** ADD_LEFT_SHIFT * sC)),
+    };
+  }
+  // MLAS AVX2: r = zC - (rA*zA + rB*zB) + b*rB + a*rA in float32 with FMAs, converted round-half-even, saturated
+  const rA = Math.fround(sA / sC);
+  const rB = Math.fround(sB / sC);
+  return { rA, rB, fixed: Math.fround(zC - Math.fround(Math.fround(rA * zA) + Math.fround(rB * zB))) };
+}
+
+function addFn(p: AddParams, ar: AddArith, side: 'a' | 'b' | 'none'): AddFn {
+  const { zA, zB, zC, qmin, qmax } = p;
+  if ('qa' in ar) {
+    const mbqm = ar.single ? multiplyByQuantizedMultiplierSingle : multiplyByQuantizedMultiplier;
+    const { qa, qb, qo } = ar;
     return (a, b) => {
-      const sum = mbqm((a - zA) << leftShift, qa.multiplier, qa.shift) + mbqm((b - zB) << leftShift, qb.multiplier, qb.shift);
+      const sum = mbqm((a - zA) << ADD_LEFT_SHIFT, qa.multiplier, qa.shift) + mbqm((b - zB) << ADD_LEFT_SHIFT, qb.multiplier, qb.shift);
       return Math.min(Math.max(mbqm(sum, qo.multiplier, qo.shift) + zC, qmin), qmax);
     };
   }
-  // MLAS AVX2: r = zC - (rA*zA + rB*zB) + b*rB + a*rA in float32 with FMAs, converted round-half-even, saturated;
-  // a scalar side is folded into the constant first, without an FMA
-  const rA = Math.fround(sA / sC);
-  const rB = Math.fround(sB / sC);
-  const fixed = Math.fround(zC - Math.fround(Math.fround(rA * zA) + Math.fround(rB * zB)));
+  const { rA, rB, fixed } = ar;
   const clamp = (v: number): number => Math.min(Math.max(rint(v), qmin), qmax);
+  // a scalar side is folded into the constant first, without an FMA
   if (side === 'b') return (a, b) => clamp(fmaf(a, rA, Math.fround(fixed + Math.fround(b * rB))));
   if (side === 'a') return (a, b) => clamp(fmaf(b, rB, Math.fround(fixed + Math.fround(a * rA))));
   return (a, b) => clamp(fmaf(a, rA, fmaf(b, rB, fixed)));
+}
+
+/** The provider's qadd parameters: mode, zA, zB, zC, qmin, qmax, rA, rB, fixed, then multiplier and shift of a, b, output. */
+function addSpec(p: AddParams, ar: AddArith): Float64Array {
+  const head = [p.zA, p.zB, p.zC, p.qmin, p.qmax];
+  if ('qa' in ar)
+    return Float64Array.from([ar.single ? 2 : 1, ...head, 0, 0, 0, ar.qa.multiplier, ar.qa.shift, ar.qb.multiplier, ar.qb.shift, ar.qo.multiplier, ar.qo.shift]);
+  return Float64Array.from([0, ...head, ar.rA, ar.rB, ar.fixed, 0, 0, 0, 0, 0, 0]);
 }
 
 /** Every output of an 8-bit add as a 256 x 256 table indexed by the inputs' bytes: built once per session. */
@@ -85,7 +113,7 @@ function qlinearAdd(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelCo
     ...outRange(a.dtype, ctx),
   };
   const outDims = broadcastShape(a.dims, b.dims, node);
-  const out = newTensor(a.dtype, outDims);
+  const out = outputTensor(a.dtype, outDims);
   const y = out.data as IntArray;
   const av = numArray(a, node, 'A');
   const bv = numArray(b, node, 'B');
@@ -95,13 +123,18 @@ function qlinearAdd(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelCo
   const ib = same(b) ? undefined : broadcastIndex(b.dims, outDims);
   const side = scalarSide(a, b, outDims);
   const params = [1, 2, 4, 5, 6, 7];
+  const qadd = intGemmProvider()?.qadd;
+  if (qadd && !ia && !ib && side === 'none' && (av instanceof Int8Array || av instanceof Uint8Array)) {
+    qadd(av, bv as typeof av, memo(ctx, 'qadd', params, () => addSpec(p, addArith(p, ctx.requant))), y as Int8Array | Uint8Array);
+    return out;
+  }
   if (params.every((i) => ctx.isConst(i)) || n >= 65536) {
-    const t = memo(ctx, `table_${side}_${a.dtype}`, params, () => addTable(addFn(p, ctx.requant, side), a.dtype === 'int8'));
+    const t = memo(ctx, `table_${side}_${a.dtype}`, params, () => addTable(addFn(p, addArith(p, ctx.requant), side), a.dtype === 'int8'));
     if (!ia && !ib) for (let i = 0; i < n; i++) y[i] = t[((av[i] & 255) << 8) | (bv[i] & 255)];
     else for (let i = 0; i < n; i++) y[i] = t[((av[ia ? ia[i] : i] & 255) << 8) | (bv[ib ? ib[i] : i] & 255)];
     return out;
   }
-  const f = addFn(p, ctx.requant, side);
+  const f = addFn(p, addArith(p, ctx.requant), side);
   for (let i = 0; i < n; i++) y[i] = f(av[ia ? ia[i] : i], bv[ib ? ib[i] : i]);
   return out;
 }
@@ -126,6 +159,23 @@ function qlinearGlobalAveragePool(inputs: ReadonlyArray<TensorData | undefined>,
   const S = elementCount(spatial);
   const outDims = channelsLast ? [N, ...spatial.map(() => 1), C] : [N, C, ...spatial.map(() => 1)];
   const xs = numArray(x, node, 'X');
+  const out = outputTensor(dtype, outDims);
+  const y = out.data as IntArray;
+  const q = isFixedPoint(ctx.requant) ? quantizeMultiplier(xScale / (yScale * S)) : undefined;
+  // MLAS: x_scale / (y_scale * image_size) in float32
+  const mult = (): number => Math.fround(xScale / Math.fround(yScale * S));
+  const prov = intGemmProvider();
+  if (prov?.planeSums && prov.requant && !channelsLast && S > 0 && (xs instanceof Int8Array || xs instanceof Uint8Array)) {
+    const acc = new Int32Array(N * C);
+    prov.planeSums(xs, S, acc);
+    // the table depends on the scales, x's zero point and the plane size
+    const rq = memo(ctx, `rq:${S}`, [1, 2, 3], () => {
+      const fm = q && { multiplier: Int32Array.of(q.multiplier), shift: Int32Array.of(q.shift), single: ctx.requant === 'fixedpoint-single' };
+      return { table: requantTable(1, [q ? 0 : mult()], [-xzp * S], fm), mode: requantMode(fm) };
+    });
+    prov.requant(acc, 1, N * C, N * C, { ...rq, zp: yzp, qmin, qmax }, y as Int8Array | Uint8Array);
+    return out;
+  }
   const acc = new Int32Array(N * C).fill(-xzp * S);
   for (let n = 0; n < N; n++) {
     if (channelsLast) {
@@ -142,15 +192,8 @@ function qlinearGlobalAveragePool(inputs: ReadonlyArray<TensorData | undefined>,
       }
     }
   }
-  const out = newTensor(dtype, outDims);
-  const y = out.data as IntArray;
-  if (isFixedPoint(ctx.requant)) {
-    const q = quantizeMultiplier(xScale / (yScale * S));
-    requantFixed(acc, 0, N * C, q.multiplier, q.shift, yzp, qmin, qmax, y, 0, 0, ctx.requant === 'fixedpoint-single');
-  } else {
-    // MLAS: x_scale / (y_scale * image_size) in float32
-    requantFloat(acc, 0, N * C, Math.fround(xScale / Math.fround(yScale * S)), yzp, qmin, qmax, y, 0);
-  }
+  if (q) requantFixed(acc, 0, N * C, q.multiplier, q.shift, yzp, qmin, qmax, y, 0, 0, ctx.requant === 'fixedpoint-single');
+  else requantFloat(acc, 0, N * C, mult(), yzp, qmin, qmax, y, 0);
   return out;
 }
 

@@ -3,13 +3,14 @@
 // Stride-1 1-D/2-D convolutions with 4+ output channels per group run im2row-free as shifted GEMMs in wasm
 // (wasm_gemm.ts conv); the rest lower to im2row (each output position's receptive field, zero-point shifted,
 // K contiguous) and the GEMM. Accumulators then go through one drain (requantization) per (image, group).
-import { type Node, type TensorData, GraphError, attrInt, attrInts } from '../../graph/ir.js';
+import { type DType, type Node, type TensorData, GraphError, attrInt, attrInts } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
-import { checkDType, floatValues, newTensor, numArray, requireInput, scalar } from '../tensor.js';
+import { checkDType, floatValues, numArray, outputTensor, requireInput, scalar } from '../tensor.js';
 import {
-  type FixedMultipliers, type IntArray, type Sink, type Window, drain, drainScratch, fixedMultipliers, memo, outRange, to3d, windowGeometry,
+  type FixedMultipliers, type IntArray, type Sink, type Window, drain, drainScratch, fixedMultipliers, memo, outRange, requantMode,
+  requantTable, to3d, windowGeometry,
 } from './common.js';
-import { type PackedB, gemmBuffers, intGemmProvider, padK, wasmRegions } from './gemm.js';
+import { type IntGemmProvider, type PackedB, type RequantSpec, gemmBuffers, intGemmProvider, padK, wasmRegions } from './gemm.js';
 import { wasmGemm } from './wasm_gemm.js';
 
 const Q8 = ['int8', 'uint8'] as const;
@@ -241,6 +242,63 @@ function convEach(
     }
 }
 
+/** The provider's fused convolution applies: 1-D / 2-D over 8-bit typed input. */
+type Fused = Required<Pick<IntGemmProvider, 'packConv' | 'qconv'>> & IntGemmProvider;
+
+function fusedProvider(s: ConvShape, xs: IntArray): Fused | undefined {
+  const prov = intGemmProvider();
+  if (!prov?.qconv || !prov.packConv || s.win.inSize.length > 2 || !(xs instanceof Uint8Array || xs instanceof Int8Array)) return undefined;
+  if (s.N * s.Cg * s.OCg === 0) return undefined; // nothing to compute: the plain path handles empty tensors
+  return prov as Fused;
+}
+
+/**
+ * The whole convolution through the provider's fused kernel, one call per group: direct convolution and
+ * requantization (rq) into y, every image at once. Returns the call for inputs of this shape.
+ */
+function convFused(prov: Fused, ctx: KernelContext, s: ConvShape, xs: Uint8Array | Int8Array, xzp: number,
+  w: TensorData, wzp: TensorData | undefined, deps: number[], rq: RequantSpec): FusedCall {
+  const r = s.win.inSize.length;
+  const two = (v: number[], fill: number): number[] => (r === 2 ? v : [fill, v[0]]);
+  const [KH, KW] = two(s.win.kernel, 1);
+  const W = memo(ctx, `wq:${prov.name}`, deps, () => {
+    const rows = packWeights(w, wzp, ctx.node);
+    const Kp = padK(s.K);
+    return Array.from({ length: s.group }, (_, g) => prov.packConv(rows, g * s.OCg * Kp, Kp, s.OCg, s.Cg, KH, KW));
+  });
+  // one geometry array per group, kept with the call (no small typed array per run: see GEO)
+  const geo = Array.from({ length: s.group }, (_, g) => Int32Array.from([s.N, s.C, ...two(s.win.inSize, 1), KH, KW,
+    ...two(s.win.strides, 1), ...two(s.win.padBegin, 0), ...two(s.win.padEnd, 0), ...two(s.win.dilations, 1),
+    ...two(s.win.outSize, 1), s.group, s.OC, g]));
+  const zpU8 = xzp + (xs instanceof Int8Array ? 128 : 0);
+  return (x, y) => {
+    for (let g = 0; g < s.group; g++) prov.qconv(x, zpU8, geo[g], W[g], rq, y);
+  };
+}
+
+type FusedCall = (x: Uint8Array | Int8Array, y: Int8Array | Uint8Array | Int32Array) => void;
+
+/** A fused convolution ready to run again: kept while the node's other inputs are constants. */
+interface FusedPlan { dims: readonly number[]; dtype: string; prov: IntGemmProvider; run(x: TensorData): TensorData }
+
+function cachedPlan(ctx: KernelContext, x: TensorData): FusedPlan | undefined {
+  const p = ctx.cache.get('plan') as FusedPlan | undefined;
+  if (!p || p.prov !== intGemmProvider() || p.dtype !== x.dtype || p.dims.length !== x.dims.length) return undefined;
+  for (let i = 0; i < p.dims.length; i++) if (p.dims[i] !== x.dims[i]) return undefined;
+  return p;
+}
+
+/** Output of a fused call on x (and the plan kept for the next run when only x can change). */
+function runFused(ctx: KernelContext, x: TensorData, prov: IntGemmProvider, call: FusedCall, dtype: DType, dims: number[]): TensorData {
+  const run = (t: TensorData): TensorData => {
+    const out = outputTensor(dtype, dims);
+    call(t.data as Uint8Array | Int8Array, out.data as Int8Array | Uint8Array | Int32Array);
+    return out;
+  };
+  if (ctx.node.inputs.every((_, i) => i === 0 || ctx.isConst(i))) ctx.cache.set('plan', { dims: [...x.dims], dtype: x.dtype, prov, run });
+  return run(x);
+}
+
 /** Packed weights for whichever path the shape takes, cached across runs when w and its zero point are constant. */
 function packFor(ctx: KernelContext, s: ConvShape, w: TensorData, wzp: TensorData | undefined, deps: number[]) {
   const prov = intGemmProvider();
@@ -263,11 +321,19 @@ function convInteger(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   const w = requireInput(inputs, 1, node, 'w');
   checkDType(x, Q8, node, 'x');
   checkDType(w, Q8, node, 'w');
+  const plan = cachedPlan(ctx, x);
+  if (plan) return plan.run(x);
   const s = convShape(node, x, w);
   const xzp = inputs[2] ? scalar(inputs[2], node, 'x_zero_point') : 0;
-  const out = new Int32Array(s.N * s.OC * s.P);
-  convEach(s, numArray(x, node, 'x') as IntArray, xzp, packFor(ctx, s, w, inputs[3], [1, 3]), { kind: 'int32', out });
-  return { dtype: 'int32', dims: s.outDims, data: out };
+  const xs = numArray(x, node, 'x') as IntArray;
+  const fused = fusedProvider(s, xs);
+  if (fused) {
+    const rq = { table: new Int32Array(4 * s.OC), mode: 3, zp: 0, qmin: 0, qmax: 0 };
+    return runFused(ctx, x, fused, convFused(fused, ctx, s, xs as Uint8Array | Int8Array, xzp, w, inputs[3], [1, 3], rq), 'int32', s.outDims);
+  }
+  const res = outputTensor('int32', s.outDims);
+  convEach(s, xs, xzp, packFor(ctx, s, w, inputs[3], [1, 3]), { kind: 'int32', out: res.data as Int32Array });
+  return res;
 }
 
 interface QConvParams { mult: Float32Array; fixed: FixedMultipliers | undefined }
@@ -278,6 +344,8 @@ function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
   const w = requireInput(inputs, 3, node, 'w');
   checkDType(x, Q8, node, 'x');
   checkDType(w, Q8, node, 'w');
+  const plan = cachedPlan(ctx, x);
+  if (plan) return plan.run(x);
   const yzpT = inputs[7];
   const s = convShape(node, x, w);
   const xScale = scalar(requireInput(inputs, 1, node, 'x_scale'), node, 'x_scale');
@@ -303,9 +371,15 @@ function qlinearConv(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelC
     bias = b.data as Int32Array;
     if (bias.length !== s.OC) throw new GraphError(`bias must have ${s.OC} values, got ${bias.length}`, node);
   }
-  const out = newTensor(dtype, s.outDims);
+  const xs = numArray(x, node, 'x') as IntArray;
+  const fused = fusedProvider(s, xs);
+  if (fused) {
+    const rq = { table: requantTable(s.OC, params.mult, bias, params.fixed), mode: requantMode(params.fixed), zp: yzp, qmin, qmax };
+    return runFused(ctx, x, fused, convFused(fused, ctx, s, xs as Uint8Array | Int8Array, xzp, w, inputs[5], [3, 5], rq), dtype, s.outDims);
+  }
+  const out = outputTensor(dtype, s.outDims);
   const y = out.data as IntArray;
-  convEach(s, numArray(x, node, 'x') as IntArray, xzp, packFor(ctx, s, w, inputs[5], [3, 5]), {
+  convEach(s, xs, xzp, packFor(ctx, s, w, inputs[5], [3, 5]), {
     kind: 'q8', y, mult: params.mult, bias, fixed: params.fixed, zp: yzp, qmin, qmax,
   });
   return out;

@@ -161,7 +161,33 @@ export interface IntGemmProvider {
    * B packs the [OC, Cg*KH*KW] weights; writes C[oc * ldc + oh * OW + ow].
    */
   conv2dU8?(x: Uint8Array | Int8Array, xZp: number, geo: Int32Array, B: PackedB, C: Int32Array, ldc: number): void;
+  /**
+   * Optional fused kernels writing final outputs (the native ones need AVX-512 VNNI). Requantization is described by
+   * a RequantSpec; each must equal the engine's JS / wasm result bit for bit.
+   * packConv / qconv: a whole 2-D convolution of group geo[18] for every image, direct (no im2row), requantized into
+   * y's channels of that group (mode 3: int32 y, accumulators plus bias). rows as for packB: [OCg, Cg*KH*KW] B' rows.
+   * geo = [N, C, IH, IW, KH, KW, SH, SW, PH, PW, PH_end, PW_end, DH, DW, OH, OW, group, OC, g]; xZp in the uint8 domain.
+   */
+  packConv?(rows: Int16Array, off: number, ldb: number, OCg: number, Cg: number, KH: number, KW: number): PackedB;
+  qconv?(x: Uint8Array | Int8Array, xZp: number, geo: Int32Array, W: PackedB, rq: RequantSpec, y: Int8Array | Uint8Array | Int32Array): void;
+  /** C [M, N] (row stride ldc) to 8-bit y [M, N], per column (rq.table has N entries) or per tensor (1 entry). */
+  requant?(C: Int32Array, M: number, N: number, ldc: number, rq: RequantSpec, y: Int8Array | Uint8Array): void;
+  /** QuantizeLinear per tensor: y = clamp(rint(float32(x / scale)), qmin - zp, qmax - zp) + zp, NaN to qmin. */
+  quantize?(x: Float32Array, scale: number, zp: number, qmin: number, qmax: number, y: Int8Array | Uint8Array): void;
+  /** 2-D 8-bit MaxPool; geo = [planes, IH, IW, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW], all-padding windows give qmin. */
+  maxPool?(x: Int8Array | Uint8Array, geo: Int32Array, y: Int8Array | Uint8Array): void;
+  /** QLinearAdd of same-shape a and b (one dtype) with the parameters of contrib.ts addSpec. */
+  qadd?<T extends Int8Array | Uint8Array>(a: T, b: T, spec: Float64Array, y: Int8Array | Uint8Array): void;
+  /** out[p] = sum of the S values of plane p of x. */
+  planeSums?(x: Int8Array | Uint8Array, S: number, out: Int32Array): void;
 }
+
+/**
+ * Requantization for the provider's fused kernels. table: Int32Array [4 * n], structure of arrays: float32
+ * multiplier bits, int32 bias, Q31 multiplier, shift. mode: 0 float (ONNX Runtime), 1 fixed point (gemmlowp), 2 fixed
+ * point rounded once, 3 none (int32 out). zp, qmin, qmax: output zero point and saturation range.
+ */
+export interface RequantSpec { table: Int32Array; mode: number; zp: number; qmin: number; qmax: number }
 
 let provider: IntGemmProvider | null = null;
 

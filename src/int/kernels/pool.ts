@@ -2,8 +2,12 @@
 // and the optional Indices output (int64, row- or column-major per storage_order).
 import { type TensorData, GraphError, attrInt, attrInts } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
-import { isIntDType, intRange, newTensor, numArray, requireInput } from '../tensor.js';
+import { isIntDType, intRange, numArray, outputTensor, requireInput } from '../tensor.js';
 import { to3d, windowGeometry } from './common.js';
+import { intGemmProvider } from './gemm.js';
+
+/** Geometry for the provider's MaxPool, reused: no small typed array per run. */
+const GEO = new Int32Array(13);
 
 function maxPool(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext): TensorData[] {
   const { node } = ctx;
@@ -22,9 +26,15 @@ function maxPool(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelConte
   const [OD, OH, OW] = to3d(win.outSize, 1);
   const [N, C] = x.dims;
   const xs = numArray(x, node, 'X');
-  const out = newTensor(x.dtype, [N, C, ...win.outSize]);
+  const out = outputTensor(x.dtype, [N, C, ...win.outSize]);
   const y = out.data as typeof xs;
   const wantIdx = node.outputs.length > 1 && node.outputs[1] !== '';
+  const maxPool2d = intGemmProvider()?.maxPool;
+  if (maxPool2d && r <= 2 && !wantIdx && y.length > 0 && (xs instanceof Int8Array || xs instanceof Uint8Array)) {
+    GEO.set([N * C, IH, IW, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW]);
+    maxPool2d(xs, GEO, y as Int8Array | Uint8Array);
+    return [out];
+  }
   const idx = wantIdx ? new BigInt64Array(y.length) : undefined;
   // a window entirely in the padding yields the lowest value, as ONNX Runtime's int8 kernels do
   const lowest = isIntDType(x.dtype) ? intRange(x.dtype, node).qmin : -Infinity;

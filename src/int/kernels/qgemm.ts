@@ -5,8 +5,8 @@
 // The converter (convert.ts) lowers a quantized Gemm to this: per-channel weights and an int32 bias in one op.
 import { type TensorData, GraphError, attrFloat, attrInt } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
-import { checkDType, floatValues, newTensor, numArray, requireInput, rint, scalar } from '../tensor.js';
-import { type IntArray, fixedMultipliers, memo, outRange, requantFixed } from './common.js';
+import { checkDType, floatValues, numArray, outputTensor, requireInput, rint, scalar } from '../tensor.js';
+import { type IntArray, fixedMultipliers, memo, outRange, requantFixed, requantMode, requantTable } from './common.js';
 import { asU8, gemmBuffers, intGemmProvider, padK } from './gemm.js';
 
 const Q8 = ['int8', 'uint8'] as const;
@@ -88,13 +88,15 @@ function qgemm(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext
     C = buf.C;
     ldc = buf.ldc;
   }
-  if (bias)
+  const yScaleT = inputs[7];
+  // a per-column bias goes into the provider's requantization table instead
+  const colBias = biasRows === 1 && yScaleT && prov?.requant ? bias : undefined;
+  if (bias && !colBias)
     for (let m = 0; m < M; m++)
       for (let n = 0; n < N; n++)
         C[m * ldc + n] = (C[m * ldc + n] + bias[(biasRows === 1 ? 0 : m) * biasCols + (biasCols === 1 ? 0 : n)]) | 0;
 
   const ab = Math.fround(alpha * aScale);
-  const yScaleT = inputs[7];
   if (!yScaleT) {
     // float output: float32(acc + C) * float32(alpha * a_scale * b_scale)
     const y = new Float32Array(M * N);
@@ -113,8 +115,14 @@ function qgemm(inputs: ReadonlyArray<TensorData | undefined>, ctx: KernelContext
     mult: Float32Array.from(bScale, (bs) => Math.fround(Math.fround(ab * bs) / yScale)),
     fixed: fixedMultipliers(ctx, Array.from(bScale, (bs) => (alpha * aScale * bs) / yScale)),
   }));
-  const out = newTensor(dtype, [M, N]);
+  const out = outputTensor(dtype, [M, N]);
   const y = out.data as IntArray;
+  if (prov?.requant) {
+    const table = memo(ctx, 'rq', [1, 4, 6, 7], () =>
+      requantTable(N, params.mult, colBias && Int32Array.from({ length: N }, (_, n) => colBias[biasCols === 1 ? 0 : n]), params.fixed));
+    prov.requant(C, M, N, ldc, { table, mode: requantMode(params.fixed), zp: yzp, qmin, qmax }, y as Int8Array | Uint8Array);
+    return out;
+  }
   const lo = qmin - yzp;
   const hi = qmax - yzp;
   for (let m = 0; m < M; m++) {

@@ -3,9 +3,10 @@
 import { type DType, type Node, type TensorData, GraphError, attrInt, elementCount } from '../../graph/ir.js';
 import type { IntKernel, KernelContext } from '../registry.js';
 import {
-  f32ToF16, floatValues, intRange, newTensor, normAxis, numArray, requireInput, rint,
+  f32ToF16, floatValues, intRange, normAxis, numArray, outputTensor, requireInput, rint,
 } from '../tensor.js';
 import { type IntArray, outRange } from './common.js';
+import { intGemmProvider } from './gemm.js';
 
 /** TensorProto.DataType codes of the integer types QuantizeLinear's output_dtype may name. */
 const ONNX_INT_TYPES: Record<number, DType> = { 2: 'uint8', 3: 'int8', 4: 'uint16', 5: 'int16', 21: 'uint4', 22: 'int4' };
@@ -61,8 +62,15 @@ function quantizeLinear(inputs: ReadonlyArray<TensorData | undefined>, ctx: Kern
   const s = floatValues(scaleT, node, 'y_scale');
   const z = zpT ? numArray(zpT, node, 'y_zero_point') : undefined;
   const L = paramLayout(node, x, scaleT, zpT);
-  const out = newTensor(dtype, x.dims);
+  const out = outputTensor(dtype, x.dims);
   const y = out.data as IntArray;
+  const quantize = intGemmProvider()?.quantize;
+  // per tensor, float32 operands (a float64 scale divides in double)
+  const perTensor = L.D === 1 && L.oS === 0 && L.iS === 0;
+  if (quantize && perTensor && xs instanceof Float32Array && s instanceof Float32Array && (y instanceof Int8Array || y instanceof Uint8Array)) {
+    quantize(xs, s[0], z ? z[0] : 0, qmin, qmax, y);
+    return out;
+  }
   let e = 0;
   for (let o = 0; o < L.outer; o++)
     for (let c = 0; c < L.D; c++) {
