@@ -8,7 +8,8 @@
         "native/conv.cc",
         "native/ops.cc",
         "native/threadpool.cc",
-        "native/int8_gemm.cc"
+        "native/int8_gemm.cc",
+        "native/train_ops.cc"
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++14", "-std=gnu++17", "-std=c++14"],

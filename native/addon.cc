@@ -12,6 +12,7 @@
 #include "gemm.h"
 #include "kernels.h"
 #include "threadpool.h"
+#include "train_ops.h"
 
 extern "C" {
 void qk_gemm_u8s8(int M, int N, int K, const uint8_t* A, int lda, int32_t a_zp, const int8_t* B, int ldb,
@@ -697,6 +698,36 @@ napi_value Int8Info(napi_env env, napi_callback_info) {
   return o;
 }
 
+// sgdStep(p, g, buf|null, pOut, bufOut|null, lr, wd, mu, nesterov): one SGD update (train_ops.h).
+napi_value SgdStep(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t np, ng, nb, npo, nbo;
+    float *P = a.f32(0, &np), *G = a.f32(1, &ng), *B = a.f32(2, &nb), *PO = a.f32(3, &npo), *BO = a.f32(4, &nbo);
+    const float mu = (float)a.f64(7);
+    need(G, ng, (int64_t)np, "sgdStep g");
+    need(PO, npo, (int64_t)np, "sgdStep pOut");
+    if (mu != 0.f) { need(B, nb, (int64_t)np, "sgdStep buf"); need(BO, nbo, (int64_t)np, "sgdStep bufOut"); }
+    qk::sgd_step(P, G, B, PO, BO, (int64_t)np, (float)a.f64(5), (float)a.f64(6), mu, a.b(8));
+    return undef(env);
+  });
+}
+
+// adamStep(p, g, m, v, pOut, mOut, vOut, decay, wd, 1-b1, b2, 1-b2, bc2Sqrt, eps, stepSize): one Adam update.
+napi_value AdamStep(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t n[7];
+    float* t[7];
+    for (int i = 0; i < 7; i++) t[i] = a.f32(i, &n[i]);
+    for (int i = 1; i < 7; i++) need(t[i], n[i], (int64_t)n[0], "adamStep buffer");
+    const qk::AdamScalars s{(float)a.f64(7), (float)a.f64(8), (float)a.f64(9), (float)a.f64(10),
+                            (float)a.f64(11), (float)a.f64(12), (float)a.f64(13), (float)a.f64(14)};
+    qk::adam_step(t[0], t[1], t[2], t[3], t[4], t[5], t[6], (int64_t)n[0], s);
+    return undef(env);
+  });
+}
+
 napi_value Init(napi_env env, napi_value exports) {
 #if defined(__GLIBC__)
   // Every kernel output is a fresh Float32Array. glibc serves large blocks with mmap, so each
@@ -734,6 +765,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"int8PackedSize", nullptr, Int8PackedSize, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8PackB", nullptr, Int8PackB, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8Info", nullptr, Int8Info, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"sgdStep", nullptr, SgdStep, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"adamStep", nullptr, AdamStep, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -1,0 +1,23 @@
+// Optimizer updates as single kernels (train_ops.cc). Each repeats, element by element and in
+// the same order, the float32 operations of the tfjs-op update in src/backend/train_kernels.ts,
+// so both give identical results. Scalars arrive already rounded to float32 by the caller.
+#pragma once
+#include <cstdint>
+
+namespace qk {
+
+// SGD (torch.optim.SGD): d = g + wd*p (wd != 0); buf' = mu*buf + d and d = nesterov ? d + mu*buf' : buf'
+// (mu != 0; buf/buf_out unused otherwise); p' = p - lr*d.
+void sgd_step(const float* p, const float* g, const float* buf, float* p_out, float* buf_out, int64_t n, float lr,
+              float wd, float mu, bool nesterov);
+
+// Adam / AdamW (torch.optim.Adam, AdamW): w = decay*p (AdamW, decay = 1 - lr*wd; pass 1 otherwise);
+// g += wd*p (Adam's L2, wd != 0); m' = m + (g - m)*(1 - b1); v' = v*b2 + g*g*(1 - b2);
+// p' = w - m' / (sqrt(v') / bc2_sqrt + eps) * step_size.
+struct AdamScalars {
+  float decay, wd, one_minus_b1, b2, one_minus_b2, bc2_sqrt, eps, step_size;
+};
+void adam_step(const float* p, const float* g, const float* m, const float* v, float* p_out, float* m_out,
+               float* v_out, int64_t n, const AdamScalars& s);
+
+}  // namespace qk

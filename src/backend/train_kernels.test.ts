@@ -1,0 +1,65 @@
+// The native optimizer kernels give the same bits as their tfjs-op reference, over a few steps and every option.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, nativeLoadError } from './index.js';
+import { randArray, rng } from './test_util.js';
+import { adamScalars, adamStep, adamStepOps, sgdStep, sgdStepOps, type SgdScalars } from './train_kernels.js';
+
+const active = await initBackend('native');
+const skip = active !== 'qatkit-native' ? `native backend not available: ${nativeLoadError()}` : false;
+const N = 70001; // more than one thread's share, and odd
+
+function sameBits(a: tf.Tensor, b: tf.Tensor, what: string): void {
+  const x = new Uint32Array((a.dataSync() as Float32Array).slice().buffer);
+  const y = new Uint32Array((b.dataSync() as Float32Array).slice().buffer);
+  assert.equal(x.length, y.length, what);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) assert.fail(`${what}[${i}]: ${a.dataSync()[i]} vs ${b.dataSync()[i]}`);
+}
+
+const SGD: SgdScalars[] = [
+  { lr: 0.1, wd: 0, mu: 0, nesterov: false },
+  { lr: 0.01, wd: 5e-4, mu: 0.9, nesterov: false },
+  { lr: 0.03, wd: 1e-2, mu: 0.8, nesterov: true },
+  { lr: 0.05, wd: 0, mu: 0.9, nesterov: false },
+];
+
+test('QatSgdStep equals the tfjs-op update bit for bit', { skip }, () => {
+  assert.ok(tf.getKernel('QatSgdStep', tf.getBackend()), 'the native backend registers QatSgdStep');
+  const r = rng(7);
+  for (const s of SGD) {
+    tf.tidy(() => {
+      let pk = tf.tensor(randArray(r, N, -2, 2)), pr = pk;
+      let bk: tf.Tensor | undefined = s.mu ? tf.zeros([N]) : undefined, br = bk;
+      for (let step = 0; step < 3; step++) {
+        const g = tf.tensor(randArray(r, N, -1, 1));
+        const k = sgdStep(pk, g, bk, s), o = sgdStepOps(pr, g, br, s);
+        [pk, bk, pr, br] = [k.p, k.buf, o.p, o.buf];
+      }
+      sameBits(pk, pr, `sgd ${JSON.stringify(s)} p`);
+      if (s.mu) sameBits(bk!, br!, `sgd ${JSON.stringify(s)} buf`);
+      else assert.equal(bk, undefined);
+    });
+  }
+});
+
+test('QatAdamStep equals the tfjs-op update bit for bit (Adam, L2 Adam, AdamW)', { skip }, () => {
+  assert.ok(tf.getKernel('QatAdamStep', tf.getBackend()), 'the native backend registers QatAdamStep');
+  const r = rng(8);
+  for (const [wd, decoupled] of [[0, false], [1e-2, false], [1e-2, true]] as const) {
+    tf.tidy(() => {
+      let pk = tf.tensor(randArray(r, N, -2, 2)), pr = pk;
+      let mk = tf.zeros([N]), mr = mk, vk = tf.zeros([N]), vr = vk;
+      for (let step = 1; step <= 3; step++) {
+        const g = tf.tensor(randArray(r, N, -1, 1));
+        const s = adamScalars({ lr: 1e-3, b1: 0.9, b2: 0.999, eps: 1e-8, wd, decoupled, step });
+        const k = adamStep(pk, g, mk, vk, s), o = adamStepOps(pr, g, mr, vr, s);
+        [pk, mk, vk, pr, mr, vr] = [k.p, k.m, k.v, o.p, o.m, o.v];
+      }
+      const what = `adam wd=${wd} decoupled=${decoupled}`;
+      sameBits(pk, pr, `${what} p`);
+      sameBits(mk, mr, `${what} m`);
+      sameBits(vk, vr, `${what} v`);
+    });
+  }
+});
