@@ -17,8 +17,11 @@ export interface OpCtx {
 }
 
 export interface OpServices {
-  /** BatchNormalization in training: record new running stats for initializer `name`, applied after the step */
-  scheduleUpdate(name: string, value: tf.Tensor): void;
+  /**
+   * BatchNormalization in training: after the step (applyUpdates), running <- running*momentum + stat*scale*(1-momentum)
+   * for initializer `name`. Deferred, it stays off the gradient tape.
+   */
+  scheduleRunningAverage(name: string, stat: tf.Tensor, momentum: number, scale?: number): void;
   /** true once BatchNorm statistics are frozen: training then uses running stats */
   readonly bnFrozen: boolean;
   /** a named service registered by a higher layer (fake-quant lives in quant/transform) */

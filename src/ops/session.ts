@@ -42,7 +42,7 @@ export class Session implements OpServices {
   readonly bufferNames = new Set<string>();
   private readonly order: { node: Node; handler: OpHandler }[];
   private readonly services = new Map<string, unknown>();
-  private pending = new Map<string, tf.Tensor>();
+  private pending = new Map<string, { stat: tf.Tensor; momentum: number; scale: number }>();
   bnFrozen = false;
 
   constructor(readonly graph: Graph) {
@@ -77,17 +77,21 @@ export class Session implements OpServices {
     return this.services.get(name) as T | undefined;
   }
 
-  scheduleUpdate(name: string, value: tf.Tensor): void {
-    const old = this.pending.get(name);
-    if (old) old.dispose();
-    this.pending.set(name, tf.keep(value));
+  scheduleRunningAverage(name: string, stat: tf.Tensor, momentum: number, scale = 1): void {
+    this.pending.get(name)?.stat.dispose();
+    this.pending.set(name, { stat: tf.keep(stat), momentum, scale });
   }
 
   /** Apply BatchNorm running-stat updates recorded during the last training forward. */
   applyUpdates(): void {
-    for (const [name, t] of this.pending) {
-      this.vars.get(name)?.assign(t);
-      t.dispose();
+    for (const [name, u] of this.pending) {
+      const v = this.vars.get(name);
+      if (v) {
+        const t = tf.tensor(runningAverage(v.dataSync() as Float32Array, u.stat.dataSync() as Float32Array, u.momentum, u.scale), v.shape);
+        v.assign(t);
+        t.dispose();
+      }
+      u.stat.dispose();
     }
     this.pending.clear();
   }
@@ -167,9 +171,20 @@ export class Session implements OpServices {
   dispose(): void {
     for (const v of this.vars.values()) v.dispose();
     for (const t of this.consts.values()) t.dispose();
-    for (const t of this.pending.values()) t.dispose();
+    for (const u of this.pending.values()) u.stat.dispose();
     this.pending.clear();
   }
+}
+
+/**
+ * running*momentum + stat*scale*(1-momentum) in float32, rounding after each operation as the tfjs ops
+ * tf.add(tf.mul(running, momentum), tf.mul(tf.mul(stat, scale), 1 - momentum)) do (a double product or sum of
+ * float32 values rounded once to float32 is the float32 result). A few values per channel: no kernels needed.
+ */
+export function runningAverage(running: Float32Array, stat: Float32Array, momentum: number, scale = 1): Float32Array {
+  const f = Math.fround;
+  const m = f(momentum), k = f(1 - momentum), s = f(scale);
+  return running.map((r, i) => f(f(r * m) + f(f(stat[i] * s) * k)));
 }
 
 function isInit(g: Graph, name: string): boolean {
