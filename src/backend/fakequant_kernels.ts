@@ -7,6 +7,8 @@
  *   QatFakeQuantGrad    {dy, x, scale, zeroPoint} {qmin, qmax, axis} -> [dx, dScale, dZeroPoint]
  *   QatMinMax           {x} {axis}                                 -> [min, max]
  * Semantics: q = clamp(roundHalfEven(x / scale) + zp, qmin, qmax), y = (q - zp) * scale.
+ * Attr roundZeroPoint (QatFakeQuant, QatFakeQuantGrad): use clamp(roundHalfEven(zp), qmin, qmax) for zp, the zero
+ * point as PyTorch's fake-quant ops take it (effectiveZeroPoint in src/quant/fakequant.ts).
  * axis = -1: per tensor (scale, zp of size 1); else per channel along `axis` (size x.shape[axis]).
  * Gradients: dx = dy inside [qmin, qmax] (straight-through), 0 outside; dScale is LSQ's
  * (round(x/s) - x/s inside, qmin - zp or qmax - zp outside) summed per channel, without
@@ -40,21 +42,33 @@ function params(be: FqBackend, t: TensorInfo, nch: number, what: string): Float3
   throw new Error(`qatkit fake-quant: ${what} has ${v.length} values, expected ${nch}`);
 }
 
-function attrsOf(a: NamedAttrMap | undefined): { qmin: number; qmax: number; axis: number } {
-  const { qmin, qmax, axis } = (a ?? {}) as { qmin: number; qmax: number; axis?: number };
-  return { qmin, qmax, axis: axis ?? -1 };
+function attrsOf(a: NamedAttrMap | undefined): { qmin: number; qmax: number; axis: number; roundZeroPoint: boolean } {
+  const { qmin, qmax, axis, roundZeroPoint } = (a ?? {}) as { qmin: number; qmax: number; axis?: number; roundZeroPoint?: boolean };
+  return { qmin, qmax, axis: axis ?? -1, roundZeroPoint: roundZeroPoint ?? false };
+}
+
+/** Round half to even (as std::nearbyint and tf.round). */
+function roundHalfEven(v: number): number {
+  const r = Math.round(v); // half up
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+function zeroPoints(be: FqBackend, t: TensorInfo, nch: number, a: ReturnType<typeof attrsOf>): Float32Array {
+  const z = params(be, t, nch, 'zeroPoint');
+  return a.roundZeroPoint ? z.map((v) => Math.min(Math.max(roundHalfEven(v), a.qmin), a.qmax)) : z;
 }
 
 function fq(observe: boolean): KernelFunc {
   return ({ inputs, backend, attrs }) => {
     const be = backend as unknown as FqBackend;
     const { x, scale, zeroPoint } = inputs as { x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
-    const { qmin, qmax, axis } = attrsOf(attrs);
+    const a = attrsOf(attrs);
+    const { qmin, qmax, axis } = a;
     const { nch, inner } = layout(x.shape, axis);
     const xv = be.f32(x);
     const y = be.alloc(xv.length);
     const mn = observe ? new Float32Array(nch) : null, mx = observe ? new Float32Array(nch) : null;
-    be.addon.fakeQuant(xv, y, params(be, scale, nch, 'scale'), params(be, zeroPoint, nch, 'zeroPoint'), nch, inner, qmin, qmax, mn, mx);
+    be.addon.fakeQuant(xv, y, params(be, scale, nch, 'scale'), zeroPoints(be, zeroPoint, nch, a), nch, inner, qmin, qmax, mn, mx);
     const yi = be.out(x.shape.slice(), y);
     if (!observe) return yi;
     const ps = axis < 0 ? [] : [nch];
@@ -65,11 +79,12 @@ function fq(observe: boolean): KernelFunc {
 const fqGrad: KernelFunc = ({ inputs, backend, attrs }) => {
   const be = backend as unknown as FqBackend;
   const { dy, x, scale, zeroPoint } = inputs as { dy: TensorInfo; x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
-  const { qmin, qmax, axis } = attrsOf(attrs);
+  const a = attrsOf(attrs);
+  const { qmin, qmax, axis } = a;
   const { nch, inner } = layout(x.shape, axis);
   const xv = be.f32(x);
   const dx = be.alloc(xv.length), ds = new Float32Array(nch), dz = new Float32Array(nch);
-  be.addon.fakeQuantGrad(be.f32(dy), xv, dx, params(be, scale, nch, 'scale'), params(be, zeroPoint, nch, 'zeroPoint'),
+  be.addon.fakeQuantGrad(be.f32(dy), xv, dx, params(be, scale, nch, 'scale'), zeroPoints(be, zeroPoint, nch, a),
     nch, inner, qmin, qmax, ds, dz);
   return [be.out(x.shape.slice(), dx), be.out(scale.shape.slice(), size1(ds, scale)), be.out(zeroPoint.shape.slice(), size1(dz, zeroPoint))];
 };
@@ -109,9 +124,10 @@ const f32 = (t: tf.Tensor) => (t.dtype === 'float32' ? t : tf.cast(t, 'float32')
 const norm = (axis: number, rank: number) => (axis < 0 && axis !== -1 ? axis + rank : axis);
 
 /** y = fake-quantized x (no gradient recorded: see fakeQuantWithGrad). */
-export function fakeQuantKernel(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number, qmax: number, axis = -1): tf.Tensor {
+export function fakeQuantKernel(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number, qmax: number, axis = -1,
+  roundZeroPoint = false): tf.Tensor {
   return tf.tidy(() => tf.engine().runKernel('QatFakeQuant', { x, scale: f32(scale), zeroPoint: f32(zeroPoint) },
-    { qmin, qmax, axis: norm(axis, x.rank) }) as tf.Tensor);
+    { qmin, qmax, axis: norm(axis, x.rank), roundZeroPoint }) as tf.Tensor);
 }
 
 /** Fake-quantizes x and observes its min/max (per tensor or per channel) in the same pass. */
@@ -124,9 +140,9 @@ export function fakeQuantObserveKernel(x: tf.Tensor, scale: tf.Tensor, zeroPoint
 
 /** Backward of fake quantization: STE for x, LSQ-style sums for scale and zero point. */
 export function fakeQuantGradKernel(dy: tf.Tensor, x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number,
-  qmax: number, axis = -1): { dx: tf.Tensor; dScale: tf.Tensor; dZeroPoint: tf.Tensor } {
+  qmax: number, axis = -1, roundZeroPoint = false): { dx: tf.Tensor; dScale: tf.Tensor; dZeroPoint: tf.Tensor } {
   const [dx, dScale, dZeroPoint] = tf.tidy(() => tf.engine().runKernel('QatFakeQuantGrad',
-    { dy, x, scale: f32(scale), zeroPoint: f32(zeroPoint) }, { qmin, qmax, axis: norm(axis, x.rank) }) as tf.Tensor[]);
+    { dy, x, scale: f32(scale), zeroPoint: f32(zeroPoint) }, { qmin, qmax, axis: norm(axis, x.rank), roundZeroPoint }) as tf.Tensor[]);
   return { dx, dScale, dZeroPoint };
 }
 

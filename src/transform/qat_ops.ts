@@ -37,14 +37,7 @@ export function fqParams(node: Node, prefix = ''): FqParams {
 
 /** Fake-quantize x (rank r) with scale/zp of shape [] or [C] along `axis` (already mapped to x's layout). */
 export function applyFakeQuant(x: tf.Tensor, scale: tf.Tensor, zp: tf.Tensor, p: FqParams, axis: number | undefined): tf.Tensor {
-  let s = scale;
-  let z = zp;
-  if (axis !== undefined && scale.rank === 1) {
-    const shape = x.shape.map((d, i) => (i === axis ? d : 1));
-    s = tf.reshape(scale, shape);
-    z = tf.reshape(zp, shape);
-  }
-  return fakeQuant(x, s, z, { qmin: p.qmin, qmax: p.qmax, estimator: p.estimator });
+  return fakeQuant(x, scale, zp, { qmin: p.qmin, qmax: p.qmax, estimator: p.estimator }, scale.rank === 1 ? axis : undefined);
 }
 
 const learned = (est: string) => est === 'lsq';
