@@ -728,6 +728,51 @@ napi_value AdamStep(napi_env env, napi_callback_info info) {
   });
 }
 
+// channelDiv(x, s, y, C): y = x / s per channel of the last axis (train_ops.h).
+napi_value ChannelDiv(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, ns, ny;
+    float *X = a.f32(0, &nx), *S = a.f32(1, &ns), *Y = a.f32(2, &ny);
+    const int64_t C = a.i64(3);
+    if (C <= 0 || nx % C != 0) throw std::runtime_error("channelDiv: bad channel count");
+    need(S, ns, C, "channelDiv s");
+    need(Y, ny, (int64_t)nx, "channelDiv y");
+    qk::channel_div(X, S, Y, (int64_t)nx / C, C);
+    return undef(env);
+  });
+}
+
+// channelDivGrad(dy, x, s, dx, ds, C): channelDiv's backward (train_ops.h).
+napi_value ChannelDivGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t ng, nx, ns, nd, nds;
+    float *G = a.f32(0, &ng), *X = a.f32(1, &nx), *S = a.f32(2, &ns), *D = a.f32(3, &nd), *DS = a.f32(4, &nds);
+    const int64_t C = a.i64(5);
+    if (C <= 0 || nx % C != 0) throw std::runtime_error("channelDivGrad: bad channel count");
+    need(G, ng, (int64_t)nx, "channelDivGrad dy");
+    need(S, ns, C, "channelDivGrad s");
+    need(D, nd, (int64_t)nx, "channelDivGrad dx");
+    need(DS, nds, C, "channelDivGrad ds");
+    qk::channel_div_grad(G, X, S, D, DS, (int64_t)nx / C, C);
+    return undef(env);
+  });
+}
+
+// reluGrad(dy, x, dx): tfjs's Relu gradient in one pass (train_ops.h).
+napi_value ReluGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t ng, nx, nd;
+    float *G = a.f32(0, &ng), *X = a.f32(1, &nx), *D = a.f32(2, &nd);
+    need(G, ng, (int64_t)nx, "reluGrad dy");
+    need(D, nd, (int64_t)nx, "reluGrad dx");
+    qk::relu_grad(G, X, D, (int64_t)nx);
+    return undef(env);
+  });
+}
+
 napi_value Init(napi_env env, napi_value exports) {
 #if defined(__GLIBC__)
   // Every kernel output is a fresh Float32Array. glibc serves large blocks with mmap, so each
@@ -767,6 +812,9 @@ napi_value Init(napi_env env, napi_value exports) {
       {"int8Info", nullptr, Int8Info, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sgdStep", nullptr, SgdStep, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adamStep", nullptr, AdamStep, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"channelDiv", nullptr, ChannelDiv, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"channelDivGrad", nullptr, ChannelDivGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"reluGrad", nullptr, ReluGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -1,9 +1,13 @@
-// Optimizer update kernels (train_ops.h). Plain scalar float code: built without -mfma, so the
-// compiler cannot contract a*b + c into one rounding, and every step rounds as tfjs's ops do.
+// Training-step kernels (train_ops.h). Every product and sum rounds on its own, as tfjs's ops do:
+// no contraction of a*b + c into one FMA, in the portable and the AVX2/AVX-512 builds alike.
+#pragma GCC optimize("fp-contract=off")
 #include "train_ops.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "simd.h"
 #include "threadpool.h"
 
 namespace qk {
@@ -41,6 +45,58 @@ void adam_step(const float* p, const float* g, const float* m, const float* v, f
       p_out[i] = w - m1 / denom * s.step_size;
     }
   });
+}
+
+QK_MULTI(void, channel_div_rows, (const float* x, const float* s, float* y, int64_t r0, int64_t r1, int64_t C),
+         (x, s, y, r0, r1, C)) {
+  for (int64_t r = r0; r < r1; r++)
+    for (int64_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] / s[c];
+}
+
+void channel_div(const float* x, const float* s, float* y, int64_t R, int64_t C) {
+  parallel_range(R, std::max<int64_t>(1, kGrain / std::max<int64_t>(C, 1)),
+                 [&](int64_t r0, int64_t r1) { channel_div_rows(x, s, y, r0, r1, C); });
+}
+
+// Rows [r0, r1): dx, and the per-channel sum of dy*x into acc (zeroed here).
+QK_MULTI(void, channel_div_grad_rows,
+         (const float* dy, const float* x, const float* s, float* dx, float* acc, int64_t r0, int64_t r1, int64_t C),
+         (dy, x, s, dx, acc, r0, r1, C)) {
+  for (int64_t c = 0; c < C; c++) acc[c] = 0.f;
+  for (int64_t r = r0; r < r1; r++)
+    for (int64_t c = 0; c < C; c++) {
+      const int64_t i = r * C + c;
+      dx[i] = dy[i] / s[c];
+      const float p = dy[i] * x[i];
+      acc[c] += p;
+    }
+}
+
+void channel_div_grad(const float* dy, const float* x, const float* s, float* dx, float* ds, int64_t R, int64_t C) {
+  constexpr int64_t kBlock = 256;  // rows per partial sum
+  const int64_t nb = (R + kBlock - 1) / kBlock;
+  std::vector<float> part(nb * C);
+  parallel_range(nb, std::max<int64_t>(1, kGrain / std::max<int64_t>(kBlock * C, 1)), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++)
+      channel_div_grad_rows(dy, x, s, dx, &part[b * C], b * kBlock, std::min(R, (b + 1) * kBlock), C);
+  });
+  for (int64_t c = 0; c < C; c++) {
+    float sum = 0.f;
+    for (int64_t b = 0; b < nb; b++) sum += part[b * C + c];
+    ds[c] = -(sum / (s[c] * s[c]));
+  }
+}
+
+QK_MULTI(void, relu_grad_range, (const float* dy, const float* x, float* dx, int64_t i0, int64_t i1),
+         (dy, x, dx, i0, i1)) {
+  for (int64_t i = i0; i < i1; i++) {
+    const float step = x[i] > 0.f ? 1.f : (x[i] != x[i] ? x[i] : 0.f);
+    dx[i] = dy[i] * step;
+  }
+}
+
+void relu_grad(const float* dy, const float* x, float* dx, int64_t n) {
+  parallel_range(n, kGrain, [&](int64_t i0, int64_t i1) { relu_grad_range(dy, x, dx, i0, i1); });
 }
 
 }  // namespace qk

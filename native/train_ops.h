@@ -1,6 +1,7 @@
-// Optimizer updates as single kernels (train_ops.cc). Each repeats, element by element and in
-// the same order, the float32 operations of the tfjs-op update in src/backend/train_kernels.ts,
-// so both give identical results. Scalars arrive already rounded to float32 by the caller.
+// Training-step kernels (train_ops.cc) that replace chains of tfjs ops. Each repeats, element by
+// element and in the same order, the float32 operations of its tfjs-op twin in
+// src/backend/train_kernels.ts; only sums over many elements may add in another order.
+// Scalars arrive already rounded to float32 by the caller.
 #pragma once
 #include <cstdint>
 
@@ -19,5 +20,14 @@ struct AdamScalars {
 };
 void adam_step(const float* p, const float* g, const float* m, const float* v, float* p_out, float* m_out,
                float* v_out, int64_t n, const AdamScalars& s);
+
+// y[r, c] = x[r, c] / s[c] over rows r of x[R, C] (true division, as tfjs's RealDiv).
+void channel_div(const float* x, const float* s, float* y, int64_t R, int64_t C);
+// Its backward: dx[r, c] = dy[r, c] / s[c]; ds[c] = -(sum_r dy[r, c]*x[r, c]) / (s[c]*s[c]). The sum runs over
+// fixed blocks of rows added in order, so it does not depend on the thread count.
+void channel_div_grad(const float* dy, const float* x, const float* s, float* dx, float* ds, int64_t R, int64_t C);
+
+// ReLU's backward as tfjs's Relu gradient dy * step(x): dy where x > 0, NaN where x is NaN, dy*0 elsewhere.
+void relu_grad(const float* dy, const float* x, float* dx, int64_t n);
 
 }  // namespace qk

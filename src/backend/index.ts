@@ -26,6 +26,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { registerGradients as registerAllGradients } from '../util/tfjs.js';
 import { registerWasmGradKernels } from './wasm_kernels.js';
+import { registerReluGradient } from './train_kernels.js';
 
 export type BackendPreference = 'native' | 'wasm' | 'cpu';
 export const NATIVE_BACKEND_NAME = 'qatkit-native';
@@ -69,6 +70,7 @@ export async function ensureWasm(): Promise<void> {
 export async function initBackend(prefer?: BackendPreference): Promise<string> {
   const want = parsePreference(process.env.QATKIT_BACKEND) ?? parsePreference(prefer) ?? 'native';
   await registerAllGradients();
+  registerReluGradient();
   if (want === 'native') {
     const name = await tryNative();
     if (name) return name;

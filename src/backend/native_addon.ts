@@ -37,6 +37,10 @@ export interface NativeAddon {
   sgdStep(p: F32, g: F32, buf: F32n, pOut: F32, bufOut: F32n, lr: number, wd: number, mu: number, nesterov: boolean): void;
   adamStep(p: F32, g: F32, m: F32, v: F32, pOut: F32, mOut: F32, vOut: F32, decay: number, wd: number, oneMinusB1: number,
     b2: number, oneMinusB2: number, bc2Sqrt: number, eps: number, stepSize: number): void;
+  /** y = x / s per channel of the last axis, and its backward; tfjs's Relu gradient (native/train_ops.h) */
+  channelDiv(x: F32, s: F32, y: F32, c: number): void;
+  channelDivGrad(dy: F32, x: F32, s: F32, dx: F32, ds: F32, c: number): void;
+  reluGrad(dy: F32, x: F32, dx: F32): void;
   /** int8 GEMM of the integer engine (native/int8_gemm.cc); absent from addons built before it */
   int8Gemm?(a: Uint8Array, aZp: number, b: Int8Array, bZp: Int32Array | null, bias: Int32Array | null,
     m: number, n: number, k: number, c: Int32Array): void;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, nativeLoadError } from './index.js';
 import { randArray, rng } from './test_util.js';
-import { adamScalars, adamStep, adamStepOps, sgdStep, sgdStepOps, type SgdScalars } from './train_kernels.js';
+import { adamScalars, adamStep, adamStepOps, channelDiv, sgdStep, sgdStepOps, type SgdScalars } from './train_kernels.js';
 
 const active = await initBackend('native');
 const skip = active !== 'qatkit-native' ? `native backend not available: ${nativeLoadError()}` : false;
@@ -62,4 +62,34 @@ test('QatAdamStep equals the tfjs-op update bit for bit (Adam, L2 Adam, AdamW)',
       sameBits(vk, vr, `${what} v`);
     });
   }
+});
+
+test('channelDiv: QatChannelDiv is tf.div bit for bit; its gradient too, up to the order of the per-channel sum', { skip }, () => {
+  const r = rng(9);
+  for (const shape of [[32, 9, 9, 16], [3, 5, 7], [1000, 1]]) {
+    tf.tidy(() => {
+      const n = shape.reduce((a, b) => a * b, 1), c = shape[shape.length - 1];
+      const x = tf.tensor(randArray(r, n, -3, 3), shape), s = tf.tensor(randArray(r, c, 0.2, 2)), dy = tf.tensor(randArray(r, n), shape);
+      const f = (div: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor) => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(div(a, b), dy)));
+      sameBits(channelDiv(x, s), tf.div(x, s), `y ${shape}`);
+      const [gx, gs] = f(channelDiv)([x, s]);
+      const [rx, rs] = f(tf.div)([x, s]);
+      sameBits(gx, rx, `dx ${shape}`);
+      const a = gs.dataSync(), b = rs.dataSync();
+      b.forEach((v, i) => assert.ok(Math.abs(a[i] - v) <= 1e-5 * (Math.abs(v) + 1e-3), `ds[${i}] ${a[i]} vs ${v}`));
+    });
+  }
+});
+
+test('Relu gradient (QatReluGrad) equals tfjs\'s dy * step(x), NaN, -0 and Infinity included', { skip }, () => {
+  assert.ok(tf.getKernel('QatReluGrad', tf.getBackend()), 'the native backend registers QatReluGrad');
+  const r = rng(10);
+  const xv = randArray(r, N), dv = randArray(r, N);
+  xv.set([NaN, 0, -0, Infinity, -Infinity, 1e-40, -1e-40, 2, -2]);
+  dv.set([1, -1, -2, 3, Infinity, -Infinity, NaN, -0, -5]);
+  tf.tidy(() => {
+    const x = tf.tensor(xv), dy = tf.tensor(dv);
+    const got = tf.grad((a: tf.Tensor) => tf.relu(a))(x, dy);
+    sameBits(got, tf.mul(dy, tf.cast(tf.step(x), 'float32')), 'relu dx');
+  });
 });

@@ -1,12 +1,16 @@
 /**
- * Optimizer updates as one kernel per parameter (native backend), with a tfjs-op path elsewhere:
+ * Training-step kernels of the native backend that stand for chains of tfjs ops, with the tfjs-op path elsewhere:
  *
- *   QatSgdStep  {p, g, buf?}   {lr, wd, mu, nesterov}          -> [p', buf'] ([p'] when mu = 0)
- *   QatAdamStep {p, g, m, v}   AdamScalars                     -> [p', m', v']
+ *   QatSgdStep        {p, g, buf?}  {lr, wd, mu, nesterov}  -> [p', buf'] ([p'] when mu = 0)
+ *   QatAdamStep       {p, g, m, v}  AdamScalars             -> [p', m', v']
+ *   QatChannelDiv     {x, s}                                -> x / s (s: [C], the last axis of x)
+ *   QatChannelDivGrad {dy, x, s}                            -> [dy / s, -sum(dy*x) / s^2 per channel]
+ *   QatReluGrad       {dy, x}                               -> dy * step(x)
  *
- * The kernels (native/train_ops.cc) do, per element, the float32 operations of the tfjs-op path in the
- * same order, so both paths give the same bits; composed from tfjs ops an SGD-momentum update with weight
- * decay takes six kernel calls per parameter, Adam about a dozen.
+ * The kernels (native/train_ops.cc) do, per element, the float32 operations of the tfjs-op path in the same order,
+ * so both give the same bits, except that QatChannelDivGrad's per-channel sum adds in another order (float
+ * reassociation, as any two reductions). Composed from tfjs ops an SGD-momentum update with weight decay takes six
+ * kernel calls per parameter, Adam about a dozen; x / s and its gradient eleven calls and four passes over x.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
@@ -79,10 +83,42 @@ const adamKernel: KernelFunc = ({ inputs, backend, attrs }) => {
   return [pOut, mOut, vOut].map((o) => be.out(p.shape.slice(), o));
 };
 
+const lastAxis = (t: TensorInfo) => t.shape[t.shape.length - 1];
+
+const channelDivKernel: KernelFunc = ({ inputs, backend }) => {
+  const be = backend as unknown as TrainBackend;
+  const { x, s } = inputs as Record<'x' | 's', TensorInfo>;
+  const xv = be.f32(x);
+  const y = be.alloc(xv.length);
+  be.addon.channelDiv(xv, be.f32(s), y, lastAxis(x));
+  return be.out(x.shape.slice(), y);
+};
+
+const channelDivGradKernel: KernelFunc = ({ inputs, backend }) => {
+  const be = backend as unknown as TrainBackend;
+  const { dy, x, s } = inputs as Record<'dy' | 'x' | 's', TensorInfo>;
+  const xv = be.f32(x);
+  const dx = be.alloc(xv.length), ds = new Float32Array(lastAxis(x));
+  be.addon.channelDivGrad(be.f32(dy), xv, be.f32(s), dx, ds, lastAxis(x));
+  return [be.out(x.shape.slice(), dx), be.out(s.shape.slice(), ds)];
+};
+
+const reluGradKernel: KernelFunc = ({ inputs, backend }) => {
+  const be = backend as unknown as TrainBackend;
+  const { dy, x } = inputs as Record<'dy' | 'x', TensorInfo>;
+  const xv = be.f32(x);
+  const dx = be.alloc(xv.length);
+  be.addon.reluGrad(be.f32(dy), xv, dx);
+  return be.out(x.shape.slice(), dx);
+};
+
 export function trainKernelConfigs(backendName: string): KernelConfig[] {
   return [
     { kernelName: 'QatSgdStep', backendName, kernelFunc: sgdKernel },
     { kernelName: 'QatAdamStep', backendName, kernelFunc: adamKernel },
+    { kernelName: 'QatChannelDiv', backendName, kernelFunc: channelDivKernel },
+    { kernelName: 'QatChannelDivGrad', backendName, kernelFunc: channelDivGradKernel },
+    { kernelName: 'QatReluGrad', backendName, kernelFunc: reluGradKernel },
   ];
 }
 
@@ -129,4 +165,38 @@ export function adamStep(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor,
   if (!hasKernel('QatAdamStep') || [p, g, m, v].some((t) => t.dtype !== 'float32')) return adamStepOps(p, g, m, v, s);
   const [np, nm, nv] = tf.engine().runKernel('QatAdamStep', { p, g, m, v }, { ...s }) as tf.Tensor[];
   return { p: np, m: nm, v: nv };
+}
+
+/** x / s for s of shape [C] on the last axis of x, differentiable in both: one kernel each way where the backend has them. */
+export function channelDiv(x: tf.Tensor, s: tf.Tensor): tf.Tensor {
+  const fits = s.rank === 1 && x.rank > 0 && s.shape[0] === x.shape[x.rank - 1] && x.dtype === 'float32' && s.dtype === 'float32';
+  if (!fits || !hasKernel('QatChannelDiv')) return tf.div(x, s);
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xx, ss] = args as tf.Tensor[];
+    (args[2] as tf.GradSaveFunc)([xx, ss]);
+    return {
+      value: tf.engine().runKernel('QatChannelDiv', { x: xx, s: ss }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, [sx, sd]: tf.Tensor[]) => tf.engine().runKernel('QatChannelDivGrad', { dy, x: sx, s: sd }) as tf.Tensor[],
+    };
+  });
+  return f(x, s);
+}
+
+/**
+ * Replaces tfjs's Relu gradient, dy * cast(step(x)) (three kernel calls, two passes), by the one-pass QatReluGrad
+ * where the active backend has it; same values. Call after tfjs's gradients are registered.
+ */
+export function registerReluGradient(): void {
+  tf.registerGradient({
+    kernelName: 'Relu',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved) => {
+      const [x] = saved;
+      const fused = hasKernel('QatReluGrad') && x.dtype === 'float32' && (dy as tf.Tensor).dtype === 'float32';
+      return {
+        x: () => (fused ? (tf.engine().runKernel('QatReluGrad', { dy: dy as tf.Tensor, x }) as tf.Tensor)
+          : tf.mul(dy as tf.Tensor, tf.cast(tf.step(x), 'float32'))),
+      };
+    },
+  });
 }

@@ -8,6 +8,7 @@ import { attrFloat, attrInt, attrString, GraphError, QATKIT_DOMAIN, type Node } 
 import { batchNorm, conv2dOnnx, axisFor } from '../ops/handlers.js';
 import { registerOp, type OpCtx } from '../ops/registry.js';
 import { fakeQuant } from '../quant/fakequant.js';
+import { channelDiv } from '../backend/train_kernels.js';
 
 /** Installed on a Session under QUANT_SERVICE by the QuantController. */
 export interface QuantHooks {
@@ -78,7 +79,7 @@ registerOp({
     h?.observe(`${n.name}/weight`, wFold);
     const wq = h && !h.enabled ? wFold : applyFakeQuant(wFold, ws, wz, fqParams(n, 'w_'), 0);
     let y: tf.Tensor = conv2dOnnx(n, x as tf.Tensor4D, wq as tf.Tensor4D);
-    y = tf.div(y, sf); // NHWC: channel is last, [C] broadcasts
+    y = channelDiv(y, sf); // NHWC: channel is last
     if (b) y = tf.add(y, b);
     return [batchNorm(ctx, y, gamma, beta, n.inputs[5], n.inputs[6], mean, variance)];
   },
