@@ -773,6 +773,23 @@ napi_value ReluGrad(napi_env env, napi_callback_info info) {
   });
 }
 
+// fakeQuantSteGrad(dy, x, dx, scale, zp, nch, inner, qmin, qmax): straight-through fake-quant backward (train_ops.h).
+napi_value FakeQuantSteGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t ng, nx, nd, ns, nz;
+    float *G = a.f32(0, &ng), *X = a.f32(1, &nx), *D = a.f32(2, &nd), *S = a.f32(3, &ns), *Z = a.f32(4, &nz);
+    const int64_t nch = a.i64(5), inner = a.i64(6);
+    need(G, ng, (int64_t)nx, "fakeQuantSteGrad dy");
+    need(D, nd, (int64_t)nx, "fakeQuantSteGrad dx");
+    need(S, ns, nch, "fakeQuantSteGrad scale");
+    need(Z, nz, nch, "fakeQuantSteGrad zeroPoint");
+    if (inner <= 0 || nch <= 0) throw std::runtime_error("fakeQuantSteGrad: bad channel layout");
+    qk::fake_quant_ste_grad(G, X, D, (int64_t)nx, S, Z, nch, inner, (float)a.f64(7), (float)a.f64(8));
+    return undef(env);
+  });
+}
+
 napi_value Init(napi_env env, napi_value exports) {
 #if defined(__GLIBC__)
   // Every kernel output is a fresh Float32Array. glibc serves large blocks with mmap, so each
@@ -815,6 +832,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"channelDiv", nullptr, ChannelDiv, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"channelDivGrad", nullptr, ChannelDivGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reluGrad", nullptr, ReluGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fakeQuantSteGrad", nullptr, FakeQuantSteGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -87,6 +87,28 @@ void channel_div_grad(const float* dy, const float* x, const float* s, float* dx
   }
 }
 
+QK_MULTI(void, fq_ste_grad_range,
+         (const float* dy, const float* x, float* dx, const float* scale, const float* zp, int64_t nch, int64_t inner,
+          float qmin, float qmax, int64_t s, int64_t e),
+         (dy, x, dx, scale, zp, nch, inner, qmin, qmax, s, e)) {
+  int64_t i = s;
+  while (i < e) {
+    const int64_t ch = (i / inner) % nch;
+    const int64_t end = std::min(e, (i / inner + 1) * inner);
+    const float inv = 1.0f / scale[ch], z = zp[ch];
+    for (int64_t j = i; j < end; j++) {
+      const float q = std::nearbyint(x[j] * inv) + z;
+      dx[j] = (q < qmin || q > qmax) ? 0.f : dy[j];
+    }
+    i = end;
+  }
+}
+
+void fake_quant_ste_grad(const float* dy, const float* x, float* dx, int64_t n, const float* scale, const float* zp,
+                         int64_t nch, int64_t inner, float qmin, float qmax) {
+  parallel_range(n, kGrain, [&](int64_t s, int64_t e) { fq_ste_grad_range(dy, x, dx, scale, zp, nch, inner, qmin, qmax, s, e); });
+}
+
 QK_MULTI(void, relu_grad_range, (const float* dy, const float* x, float* dx, int64_t i0, int64_t i1),
          (dy, x, dx, i0, i1)) {
   for (int64_t i = i0; i < i1; i++) {

@@ -5,9 +5,10 @@
  *   QatFakeQuant        {x, scale, zeroPoint} {qmin, qmax, axis}   -> y
  *   QatFakeQuantObserve {x, scale, zeroPoint} {qmin, qmax, axis}   -> [y, min, max]  (fused observer)
  *   QatFakeQuantGrad    {dy, x, scale, zeroPoint} {qmin, qmax, axis} -> [dx, dScale, dZeroPoint]
+ *   QatFakeQuantSteGrad {dy, x, scale, zeroPoint} {qmin, qmax, axis} -> dx  (QatFakeQuantGrad's dx alone: cheaper)
  *   QatMinMax           {x} {axis}                                 -> [min, max]
  * Semantics: q = clamp(roundHalfEven(x / scale) + zp, qmin, qmax), y = (q - zp) * scale.
- * Attr roundZeroPoint (QatFakeQuant, QatFakeQuantGrad): use clamp(roundHalfEven(zp), qmin, qmax) for zp, the zero
+ * Attr roundZeroPoint (QatFakeQuant, QatFakeQuantGrad, QatFakeQuantSteGrad): use clamp(roundHalfEven(zp), qmin, qmax) for zp, the zero
  * point as PyTorch's fake-quant ops take it (effectiveZeroPoint in src/quant/fakequant.ts).
  * axis = -1: per tensor (scale, zp of size 1); else per channel along `axis` (size x.shape[axis]).
  * Gradients: dx = dy inside [qmin, qmax] (straight-through), 0 outside; dScale is LSQ's
@@ -89,6 +90,18 @@ const fqGrad: KernelFunc = ({ inputs, backend, attrs }) => {
   return [be.out(x.shape.slice(), dx), be.out(scale.shape.slice(), size1(ds, scale)), be.out(zeroPoint.shape.slice(), size1(dz, zeroPoint))];
 };
 
+const fqSteGrad: KernelFunc = ({ inputs, backend, attrs }) => {
+  const be = backend as unknown as FqBackend;
+  const { dy, x, scale, zeroPoint } = inputs as { dy: TensorInfo; x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
+  const a = attrsOf(attrs);
+  const { nch, inner } = layout(x.shape, a.axis);
+  const xv = be.f32(x);
+  const dx = be.alloc(xv.length);
+  be.addon.fakeQuantSteGrad(be.f32(dy), xv, dx, params(be, scale, nch, 'scale'), zeroPoints(be, zeroPoint, nch, a), nch, inner,
+    a.qmin, a.qmax);
+  return be.out(x.shape.slice(), dx);
+};
+
 // Gradients take the parameter's own shape (a per-tensor scale may be [] or [1]).
 function size1(v: Float32Array, t: TensorInfo): Float32Array {
   const n = t.shape.reduce((a, b) => a * b, 1);
@@ -111,6 +124,7 @@ export function fakeQuantKernelConfigs(backendName: string): KernelConfig[] {
     { kernelName: 'QatFakeQuant', backendName, kernelFunc: fq(false) },
     { kernelName: 'QatFakeQuantObserve', backendName, kernelFunc: fq(true) },
     { kernelName: 'QatFakeQuantGrad', backendName, kernelFunc: fqGrad },
+    { kernelName: 'QatFakeQuantSteGrad', backendName, kernelFunc: fqSteGrad },
     { kernelName: 'QatMinMax', backendName, kernelFunc: minMax },
   ];
 }
@@ -144,6 +158,13 @@ export function fakeQuantGradKernel(dy: tf.Tensor, x: tf.Tensor, scale: tf.Tenso
   const [dx, dScale, dZeroPoint] = tf.tidy(() => tf.engine().runKernel('QatFakeQuantGrad',
     { dy, x, scale: f32(scale), zeroPoint: f32(zeroPoint) }, { qmin, qmax, axis: norm(axis, x.rank), roundZeroPoint }) as tf.Tensor[]);
   return { dx, dScale, dZeroPoint };
+}
+
+/** Straight-through backward of fake quantization: dx = dy where x quantizes inside [qmin, qmax], else 0. */
+export function fakeQuantSteGradKernel(dy: tf.Tensor, x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number,
+  qmax: number, axis = -1, roundZeroPoint = false): tf.Tensor {
+  return tf.tidy(() => tf.engine().runKernel('QatFakeQuantSteGrad', { dy, x, scale: f32(scale), zeroPoint: f32(zeroPoint) },
+    { qmin, qmax, axis: norm(axis, x.rank), roundZeroPoint }) as tf.Tensor);
 }
 
 /** Min and max of x, per tensor (axis -1) or per channel along axis. */

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, nativeLoadError } from './index.js';
 import { randArray, rng } from './test_util.js';
+import { fakeQuantGradKernel, fakeQuantSteGradKernel } from './fakequant_kernels.js';
 import { adamScalars, adamStep, adamStepOps, channelDiv, sgdStep, sgdStepOps, type SgdScalars } from './train_kernels.js';
 
 const active = await initBackend('native');
@@ -91,5 +92,21 @@ test('Relu gradient (QatReluGrad) equals tfjs\'s dy * step(x), NaN, -0 and Infin
     const x = tf.tensor(xv), dy = tf.tensor(dv);
     const got = tf.grad((a: tf.Tensor) => tf.relu(a))(x, dy);
     sameBits(got, tf.mul(dy, tf.cast(tf.step(x), 'float32')), 'relu dx');
+  });
+});
+
+test('QatFakeQuantSteGrad gives QatFakeQuantGrad\'s dx bit for bit (ties, clamping, per tensor and per channel)', { skip }, () => {
+  const r = rng(11);
+  const shape = [5, 7, 9, 12];
+  const n = 5 * 7 * 9 * 12;
+  const x = randArray(r, n, -4, 4);
+  for (let i = 0; i < n; i += 3) x[i] = (Math.round(x[i] * 10) + 0.5) / 10; // ties at scale 0.1
+  tf.tidy(() => {
+    const xs = tf.tensor(x, shape), dy = tf.tensor(randArray(r, n), shape);
+    for (const [axis, c] of [[-1, 1], [3, 12], [0, 5]]) {
+      const s = tf.tensor(Float32Array.from({ length: c }, (_, i) => 0.1 * (1 + (i % 3)))), z = tf.tensor(Float32Array.from({ length: c }, (_, i) => i % 4));
+      const want = fakeQuantGradKernel(dy, xs, s, z, -8, 7, axis).dx;
+      sameBits(fakeQuantSteGradKernel(dy, xs, s, z, -8, 7, axis), want, `axis ${axis}`);
+    }
   });
 });

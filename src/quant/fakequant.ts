@@ -7,7 +7,7 @@
 // so that the group is an axis of its own first.
 
 import * as tf from '@tensorflow/tfjs-core';
-import { fakeQuantGradKernel, fakeQuantKernel, hasFakeQuantKernel } from '../backend/fakequant_kernels.js';
+import { fakeQuantKernel, fakeQuantSteGradKernel, hasFakeQuantKernel } from '../backend/fakequant_kernels.js';
 
 export interface FakeQuantOpts {
   qmin: number;
@@ -179,8 +179,7 @@ function nativeFakeQuant(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, q
       value: fakeQuantKernel(xs, s, z, qmin, qmax, axis, true),
       gradFunc: (dy, [sx, ss, sz]) => {
         // STE: no gradient for scale and zero point (zeros made directly, without a kernel call)
-        const { dx } = fakeQuantGradKernel(dy, sx, ss, sz, qmin, qmax, axis, true);
-        return [dx, tf.zeros(s.shape), tf.zeros(z.shape)];
+        return [fakeQuantSteGradKernel(dy, sx, ss, sz, qmin, qmax, axis, true), tf.zeros(s.shape), tf.zeros(z.shape)];
       },
     };
   });
