@@ -213,5 +213,9 @@ function chooseLayout(h: OpHandler, vals: (Value | undefined)[]): Layout {
 
 function relayout(v: Value, want: Layout): tf.Tensor {
   if (v.layout === want || v.t.rank !== 4) return v.t;
-  return tf.transpose(v.t, want === 'nhwc' ? TO_NHWC : TO_NCHW);
+  const perm = want === 'nhwc' ? TO_NHWC : TO_NCHW;
+  // a permutation that moves only size-1 axes (C = 1, or H = W = 1) keeps the element order: a reshape, no copy
+  const moved = perm.filter((p) => v.t.shape[p] !== 1);
+  if (moved.every((p, i) => i === 0 || moved[i - 1] < p)) return tf.reshape(v.t, perm.map((p) => v.t.shape[p]));
+  return tf.transpose(v.t, perm);
 }
