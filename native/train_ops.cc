@@ -47,42 +47,61 @@ void adam_step(const float* p, const float* g, const float* m, const float* v, f
   });
 }
 
-QK_MULTI(void, channel_div_rows, (const float* x, const float* s, float* y, int64_t r0, int64_t r1, int64_t C),
-         (x, s, y, r0, r1, C)) {
-  for (int64_t r = r0; r < r1; r++)
-    for (int64_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] / s[c];
+// Channel-wise ops on x[R, C] walk the flat array in tiles of 16 rows: 16*C floats, a whole number of vectors for any C,
+// against s repeated 16 times (ts), so a small C (LeNet's 6) vectorizes as well as a large one.
+static constexpr int64_t kTileRows = 16;
+
+static std::vector<float> tiled(const float* s, int64_t C) {
+  std::vector<float> t(kTileRows * C);
+  for (int64_t j = 0; j < kTileRows * C; j++) t[j] = s[j % C];
+  return t;
+}
+
+// n elements from a row boundary.
+QK_MULTI(void, channel_div_span, (const float* x, const float* ts, float* y, int64_t n, int64_t L), (x, ts, y, n, L)) {
+  for (int64_t i = 0; i < n; i += L) {
+    const int64_t m = std::min(L, n - i);
+    for (int64_t j = 0; j < m; j++) y[i + j] = x[i + j] / ts[j];
+  }
 }
 
 void channel_div(const float* x, const float* s, float* y, int64_t R, int64_t C) {
-  parallel_range(R, std::max<int64_t>(1, kGrain / std::max<int64_t>(C, 1)),
-                 [&](int64_t r0, int64_t r1) { channel_div_rows(x, s, y, r0, r1, C); });
+  const std::vector<float> ts = tiled(s, C);
+  parallel_range(R, std::max<int64_t>(1, kGrain / C), [&](int64_t r0, int64_t r1) {
+    channel_div_span(x + r0 * C, ts.data(), y + r0 * C, (r1 - r0) * C, kTileRows * C);
+  });
 }
 
-// Rows [r0, r1): dx, and the per-channel sum of dy*x into acc (zeroed here).
-QK_MULTI(void, channel_div_grad_rows,
-         (const float* dy, const float* x, const float* s, float* dx, float* acc, int64_t r0, int64_t r1, int64_t C),
-         (dy, x, s, dx, acc, r0, r1, C)) {
-  for (int64_t c = 0; c < C; c++) acc[c] = 0.f;
-  for (int64_t r = r0; r < r1; r++)
-    for (int64_t c = 0; c < C; c++) {
-      const int64_t i = r * C + c;
-      dx[i] = dy[i] / s[c];
-      const float p = dy[i] * x[i];
-      acc[c] += p;
+// n elements from a row boundary: dx, and the sums of dy*x per tile position into acc[L] (zeroed here).
+QK_MULTI(void, channel_div_grad_span,
+         (const float* dy, const float* x, const float* ts, float* dx, float* acc, int64_t n, int64_t L),
+         (dy, x, ts, dx, acc, n, L)) {
+  for (int64_t j = 0; j < L; j++) acc[j] = 0.f;
+  for (int64_t i = 0; i < n; i += L) {
+    const int64_t m = std::min(L, n - i);
+    for (int64_t j = 0; j < m; j++) {
+      dx[i + j] = dy[i + j] / ts[j];
+      const float p = dy[i + j] * x[i + j];
+      acc[j] += p;
     }
+  }
 }
 
 void channel_div_grad(const float* dy, const float* x, const float* s, float* dx, float* ds, int64_t R, int64_t C) {
   constexpr int64_t kBlock = 256;  // rows per partial sum
-  const int64_t nb = (R + kBlock - 1) / kBlock;
-  std::vector<float> part(nb * C);
-  parallel_range(nb, std::max<int64_t>(1, kGrain / std::max<int64_t>(kBlock * C, 1)), [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; b++)
-      channel_div_grad_rows(dy, x, s, dx, &part[b * C], b * kBlock, std::min(R, (b + 1) * kBlock), C);
+  const int64_t L = kTileRows * C, nb = (R + kBlock - 1) / kBlock;
+  const std::vector<float> ts = tiled(s, C);
+  std::vector<float> part(nb * L);
+  parallel_range(nb, std::max<int64_t>(1, kGrain / (kBlock * C)), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t r0 = b * kBlock, r1 = std::min(R, r0 + kBlock);
+      channel_div_grad_span(dy + r0 * C, x + r0 * C, ts.data(), dx + r0 * C, &part[b * L], (r1 - r0) * C, L);
+    }
   });
   for (int64_t c = 0; c < C; c++) {
     float sum = 0.f;
-    for (int64_t b = 0; b < nb; b++) sum += part[b * C + c];
+    for (int64_t b = 0; b < nb; b++)
+      for (int64_t t = 0; t < kTileRows; t++) sum += part[b * L + t * C + c];
     ds[c] = -(sum / (s[c] * s[c]));
   }
 }
