@@ -773,7 +773,24 @@ napi_value ReluGrad(napi_env env, napi_callback_info info) {
   });
 }
 
-// fakeQuantSteGrad(dy, x, dx, scale, zp, nch, inner, qmin, qmax): straight-through fake-quant backward (train_ops.h).
+// reluFakeQuant(x, y, scale, zp, nch, inner, qmin, qmax): fake quantization of relu(x) (train_ops.h).
+napi_value ReluFakeQuant(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, ny, ns, nz;
+    float *X = a.f32(0, &nx), *Y = a.f32(1, &ny), *S = a.f32(2, &ns), *Z = a.f32(3, &nz);
+    const int64_t nch = a.i64(4), inner = a.i64(5);
+    need(Y, ny, (int64_t)nx, "reluFakeQuant y");
+    need(S, ns, nch, "reluFakeQuant scale");
+    need(Z, nz, nch, "reluFakeQuant zeroPoint");
+    if (inner <= 0 || nch <= 0) throw std::runtime_error("reluFakeQuant: bad channel layout");
+    qk::relu_fake_quant(X, Y, (int64_t)nx, S, Z, nch, inner, (float)a.f64(6), (float)a.f64(7));
+    return undef(env);
+  });
+}
+
+// fakeQuantSteGrad(dy, x, dx, scale, zp, nch, inner, qmin, qmax, relu): straight-through fake-quant backward
+// (train_ops.h).
 napi_value FakeQuantSteGrad(napi_env env, napi_callback_info info) {
   Args a(env, info);
   return guard(env, [&] {
@@ -785,7 +802,7 @@ napi_value FakeQuantSteGrad(napi_env env, napi_callback_info info) {
     need(S, ns, nch, "fakeQuantSteGrad scale");
     need(Z, nz, nch, "fakeQuantSteGrad zeroPoint");
     if (inner <= 0 || nch <= 0) throw std::runtime_error("fakeQuantSteGrad: bad channel layout");
-    qk::fake_quant_ste_grad(G, X, D, (int64_t)nx, S, Z, nch, inner, (float)a.f64(7), (float)a.f64(8));
+    qk::fake_quant_ste_grad(G, X, D, (int64_t)nx, S, Z, nch, inner, (float)a.f64(7), (float)a.f64(8), a.b(9));
     return undef(env);
   });
 }
@@ -833,6 +850,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"channelDivGrad", nullptr, ChannelDivGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reluGrad", nullptr, ReluGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fakeQuantSteGrad", nullptr, FakeQuantSteGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"reluFakeQuant", nullptr, ReluFakeQuant, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

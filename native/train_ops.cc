@@ -106,33 +106,68 @@ void channel_div_grad(const float* dy, const float* x, const float* s, float* dx
   }
 }
 
+static inline float relu(float x) { return x < 0.f ? 0.f : x; }  // NaN and -0 pass, as ops.cc's Relu
+static inline float step(float x) { return x > 0.f ? 1.f : (x == x ? 0.f : x); }  // tfjs's Step (alpha 0)
+
+QK_MULTI(void, relu_fq_range,
+         (const float* x, float* y, const float* scale, const float* zp, int64_t nch, int64_t inner, float qmin,
+          float qmax, int64_t s, int64_t e),
+         (x, y, scale, zp, nch, inner, qmin, qmax, s, e)) {
+  int64_t i = s;
+  while (i < e) {
+    const int64_t ch = (i / inner) % nch;
+    const int64_t end = std::min(e, (i / inner + 1) * inner);
+    const float sc = scale[ch], z = zp[ch], inv = 1.0f / sc;
+    for (int64_t j = i; j < end; j++) {
+      float q = std::nearbyint(relu(x[j]) * inv) + z;
+      q = q < qmin ? qmin : (q > qmax ? qmax : q);
+      y[j] = (q - z) * sc;
+    }
+    i = end;
+  }
+}
+
+void relu_fake_quant(const float* x, float* y, int64_t n, const float* scale, const float* zp, int64_t nch,
+                     int64_t inner, float qmin, float qmax) {
+  parallel_range(n, kGrain, [&](int64_t s, int64_t e) { relu_fq_range(x, y, scale, zp, nch, inner, qmin, qmax, s, e); });
+}
+
 QK_MULTI(void, fq_ste_grad_range,
          (const float* dy, const float* x, float* dx, const float* scale, const float* zp, int64_t nch, int64_t inner,
-          float qmin, float qmax, int64_t s, int64_t e),
-         (dy, x, dx, scale, zp, nch, inner, qmin, qmax, s, e)) {
+          float qmin, float qmax, bool rl, int64_t s, int64_t e),
+         (dy, x, dx, scale, zp, nch, inner, qmin, qmax, rl, s, e)) {
   int64_t i = s;
   while (i < e) {
     const int64_t ch = (i / inner) % nch;
     const int64_t end = std::min(e, (i / inner + 1) * inner);
     const float inv = 1.0f / scale[ch], z = zp[ch];
-    for (int64_t j = i; j < end; j++) {
-      const float q = std::nearbyint(x[j] * inv) + z;
-      dx[j] = (q < qmin || q > qmax) ? 0.f : dy[j];
+    if (rl) {
+      for (int64_t j = i; j < end; j++) {
+        const float q = std::nearbyint(relu(x[j]) * inv) + z;
+        const float d = (q < qmin || q > qmax) ? 0.f : dy[j];
+        dx[j] = d * step(x[j]);
+      }
+    } else {
+      for (int64_t j = i; j < end; j++) {
+        const float q = std::nearbyint(x[j] * inv) + z;
+        dx[j] = (q < qmin || q > qmax) ? 0.f : dy[j];
+      }
     }
     i = end;
   }
 }
 
 void fake_quant_ste_grad(const float* dy, const float* x, float* dx, int64_t n, const float* scale, const float* zp,
-                         int64_t nch, int64_t inner, float qmin, float qmax) {
-  parallel_range(n, kGrain, [&](int64_t s, int64_t e) { fq_ste_grad_range(dy, x, dx, scale, zp, nch, inner, qmin, qmax, s, e); });
+                         int64_t nch, int64_t inner, float qmin, float qmax, bool relu) {
+  parallel_range(n, kGrain, [&](int64_t s, int64_t e) {
+    fq_ste_grad_range(dy, x, dx, scale, zp, nch, inner, qmin, qmax, relu, s, e);
+  });
 }
 
 QK_MULTI(void, relu_grad_range, (const float* dy, const float* x, float* dx, int64_t i0, int64_t i1),
          (dy, x, dx, i0, i1)) {
   for (int64_t i = i0; i < i1; i++) {
-    const float step = x[i] > 0.f ? 1.f : (x[i] != x[i] ? x[i] : 0.f);
-    dx[i] = dy[i] * step;
+    dx[i] = dy[i] * step(x[i]);
   }
 }
 

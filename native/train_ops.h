@@ -27,10 +27,15 @@ void channel_div(const float* x, const float* s, float* y, int64_t R, int64_t C)
 // fixed blocks of rows added in order, so it does not depend on the thread count.
 void channel_div_grad(const float* dy, const float* x, const float* s, float* dx, float* ds, int64_t R, int64_t C);
 
+// Fake quantization of relu(x) (ops.cc's Relu, then ops.cc's fake_quant): y = (clamp(nearbyint(r * (1/scale)) + zp,
+// qmin, qmax) - zp) * scale, r = relu(x); channel of element i: (i / inner) % nch.
+void relu_fake_quant(const float* x, float* y, int64_t n, const float* scale, const float* zp, int64_t nch,
+                     int64_t inner, float qmin, float qmax);
 // Straight-through backward of fake quantization (ops.cc fake_quant_grad without the scale and zero-point sums):
-// dx = dy where nearbyint(x * (1/scale)) + zp lies in [qmin, qmax], else 0; channel of element i: (i / inner) % nch.
+// dx = dy where nearbyint(x * (1/scale)) + zp lies in [qmin, qmax], else 0. relu: the backward of the fake
+// quantization of relu(x), the mask taken on relu(x) and the result times step(x) as tfjs's Relu gradient.
 void fake_quant_ste_grad(const float* dy, const float* x, float* dx, int64_t n, const float* scale, const float* zp,
-                         int64_t nch, int64_t inner, float qmin, float qmax);
+                         int64_t nch, int64_t inner, float qmin, float qmax, bool relu);
 
 // ReLU's backward as tfjs's Relu gradient dy * step(x): dy where x > 0, NaN where x is NaN, dy*0 elsewhere.
 void relu_grad(const float* dy, const float* x, float* dx, int64_t n);

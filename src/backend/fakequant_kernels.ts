@@ -5,10 +5,12 @@
  *   QatFakeQuant        {x, scale, zeroPoint} {qmin, qmax, axis}   -> y
  *   QatFakeQuantObserve {x, scale, zeroPoint} {qmin, qmax, axis}   -> [y, min, max]  (fused observer)
  *   QatFakeQuantGrad    {dy, x, scale, zeroPoint} {qmin, qmax, axis} -> [dx, dScale, dZeroPoint]
- *   QatFakeQuantSteGrad {dy, x, scale, zeroPoint} {qmin, qmax, axis} -> dx  (QatFakeQuantGrad's dx alone: cheaper)
+ *   QatFakeQuantSteGrad {dy, x, scale, zeroPoint} {qmin, qmax, axis, relu} -> dx  (QatFakeQuantGrad's dx alone)
+ *   QatReluFakeQuant    {x, scale, zeroPoint} {qmin, qmax, axis}   -> fake-quantized relu(x) (one pass)
+ * relu (QatFakeQuantSteGrad): the backward of QatReluFakeQuant, as tfjs's chain Relu -> fake-quant gives it.
  *   QatMinMax           {x} {axis}                                 -> [min, max]
  * Semantics: q = clamp(roundHalfEven(x / scale) + zp, qmin, qmax), y = (q - zp) * scale.
- * Attr roundZeroPoint (QatFakeQuant, QatFakeQuantGrad, QatFakeQuantSteGrad): use clamp(roundHalfEven(zp), qmin, qmax) for zp, the zero
+ * Attr roundZeroPoint (all but QatMinMax and QatFakeQuantObserve): use clamp(roundHalfEven(zp), qmin, qmax) for zp, the zero
  * point as PyTorch's fake-quant ops take it (effectiveZeroPoint in src/quant/fakequant.ts).
  * axis = -1: per tensor (scale, zp of size 1); else per channel along `axis` (size x.shape[axis]).
  * Gradients: dx = dy inside [qmin, qmax] (straight-through), 0 outside; dScale is LSQ's
@@ -98,8 +100,19 @@ const fqSteGrad: KernelFunc = ({ inputs, backend, attrs }) => {
   const xv = be.f32(x);
   const dx = be.alloc(xv.length);
   be.addon.fakeQuantSteGrad(be.f32(dy), xv, dx, params(be, scale, nch, 'scale'), zeroPoints(be, zeroPoint, nch, a), nch, inner,
-    a.qmin, a.qmax);
+    a.qmin, a.qmax, (attrs as { relu?: boolean }).relu ?? false);
   return be.out(x.shape.slice(), dx);
+};
+
+const reluFq: KernelFunc = ({ inputs, backend, attrs }) => {
+  const be = backend as unknown as FqBackend;
+  const { x, scale, zeroPoint } = inputs as { x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
+  const a = attrsOf(attrs);
+  const { nch, inner } = layout(x.shape, a.axis);
+  const xv = be.f32(x);
+  const y = be.alloc(xv.length);
+  be.addon.reluFakeQuant(xv, y, params(be, scale, nch, 'scale'), zeroPoints(be, zeroPoint, nch, a), nch, inner, a.qmin, a.qmax);
+  return be.out(x.shape.slice(), y);
 };
 
 // Gradients take the parameter's own shape (a per-tensor scale may be [] or [1]).
@@ -125,6 +138,7 @@ export function fakeQuantKernelConfigs(backendName: string): KernelConfig[] {
     { kernelName: 'QatFakeQuantObserve', backendName, kernelFunc: fq(true) },
     { kernelName: 'QatFakeQuantGrad', backendName, kernelFunc: fqGrad },
     { kernelName: 'QatFakeQuantSteGrad', backendName, kernelFunc: fqSteGrad },
+    { kernelName: 'QatReluFakeQuant', backendName, kernelFunc: reluFq },
     { kernelName: 'QatMinMax', backendName, kernelFunc: minMax },
   ];
 }
@@ -137,10 +151,10 @@ export function hasFakeQuantKernel(): boolean {
 const f32 = (t: tf.Tensor) => (t.dtype === 'float32' ? t : tf.cast(t, 'float32'));
 const norm = (axis: number, rank: number) => (axis < 0 && axis !== -1 ? axis + rank : axis);
 
-/** y = fake-quantized x (no gradient recorded: see fakeQuantWithGrad). */
+/** y = fake-quantized x, or of relu(x) (no gradient recorded: see fakeQuantWithGrad). */
 export function fakeQuantKernel(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number, qmax: number, axis = -1,
-  roundZeroPoint = false): tf.Tensor {
-  return tf.tidy(() => tf.engine().runKernel('QatFakeQuant', { x, scale: f32(scale), zeroPoint: f32(zeroPoint) },
+  roundZeroPoint = false, relu = false): tf.Tensor {
+  return tf.tidy(() => tf.engine().runKernel(relu ? 'QatReluFakeQuant' : 'QatFakeQuant', { x, scale: f32(scale), zeroPoint: f32(zeroPoint) },
     { qmin, qmax, axis: norm(axis, x.rank), roundZeroPoint }) as tf.Tensor);
 }
 
@@ -160,11 +174,12 @@ export function fakeQuantGradKernel(dy: tf.Tensor, x: tf.Tensor, scale: tf.Tenso
   return { dx, dScale, dZeroPoint };
 }
 
-/** Straight-through backward of fake quantization: dx = dy where x quantizes inside [qmin, qmax], else 0. */
+/** Straight-through backward of fake quantization: dx = dy where x quantizes inside [qmin, qmax], else 0 (relu: of
+ *  the fake quantization of relu(x)). */
 export function fakeQuantSteGradKernel(dy: tf.Tensor, x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number,
-  qmax: number, axis = -1, roundZeroPoint = false): tf.Tensor {
+  qmax: number, axis = -1, roundZeroPoint = false, relu = false): tf.Tensor {
   return tf.tidy(() => tf.engine().runKernel('QatFakeQuantSteGrad', { dy, x, scale: f32(scale), zeroPoint: f32(zeroPoint) },
-    { qmin, qmax, axis: norm(axis, x.rank), roundZeroPoint }) as tf.Tensor);
+    { qmin, qmax, axis: norm(axis, x.rank), roundZeroPoint, relu }) as tf.Tensor);
 }
 
 /** Min and max of x, per tensor (axis -1) or per channel along axis. */

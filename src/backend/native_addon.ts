@@ -41,8 +41,11 @@ export interface NativeAddon {
   channelDiv(x: F32, s: F32, y: F32, c: number): void;
   channelDivGrad(dy: F32, x: F32, s: F32, dx: F32, ds: F32, c: number): void;
   reluGrad(dy: F32, x: F32, dx: F32): void;
-  /** fakeQuantGrad's dx alone (straight-through), without the scale and zero-point sums */
-  fakeQuantSteGrad(dy: F32, x: F32, dx: F32, scale: F32, zp: F32, nch: number, inner: number, qmin: number, qmax: number): void;
+  /** fakeQuantGrad's dx alone (straight-through), without the scale and zero-point sums; relu: of fake-quant(relu(x)) */
+  fakeQuantSteGrad(dy: F32, x: F32, dx: F32, scale: F32, zp: F32, nch: number, inner: number, qmin: number, qmax: number,
+    relu: boolean): void;
+  /** fake quantization of relu(x) */
+  reluFakeQuant(x: F32, y: F32, scale: F32, zp: F32, nch: number, inner: number, qmin: number, qmax: number): void;
   /** int8 GEMM of the integer engine (native/int8_gemm.cc); absent from addons built before it */
   int8Gemm?(a: Uint8Array, aZp: number, b: Int8Array, bZp: Int32Array | null, bias: Int32Array | null,
     m: number, n: number, k: number, c: Int32Array): void;

@@ -12,6 +12,8 @@ export interface OpCtx {
   layout: Layout;
   /** the value of input i when it is a graph initializer (for shapes, axes): no tensor read-back needed */
   constInput(i: number): TensorData | undefined;
+  /** (handlers with fusesRelu) input 0 is the input of a Relu whose output only this node reads: apply relu to it */
+  reluInput?: boolean;
   /** services a few ops need (BatchNormalization's running statistics, fake-quant's observers) */
   session: OpServices;
 }
@@ -43,6 +45,9 @@ export interface OpHandler {
   dataInputs?: number[] | 'all';
   /** inputs that are state updated outside the optimizer (BN running stats, observed qparams) */
   buffers?(node: Node): number[];
+  /** takes input 0 before a Relu that only it reads (ctx.reluInput), so the pair can run as one pass; the session
+   *  then skips the Relu node */
+  fusesRelu?: boolean;
   run(ctx: OpCtx, inputs: (tf.Tensor | undefined)[]): tf.Tensor[];
 }
 

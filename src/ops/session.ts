@@ -40,7 +40,7 @@ export class Session implements OpServices {
   readonly vars = new Map<string, tf.Variable>();
   readonly consts = new Map<string, tf.Tensor>();
   readonly bufferNames = new Set<string>();
-  private readonly order: { node: Node; handler: OpHandler }[];
+  private readonly order: { node: Node; handler: OpHandler; reluInput?: string }[];
   private readonly services = new Map<string, unknown>();
   private pending = new Map<string, { stat: tf.Tensor; momentum: number; scale: number }>();
   bnFrozen = false;
@@ -54,6 +54,7 @@ export class Session implements OpServices {
     });
     if (unsupported.length)
       throw new GraphError(`unsupported op${unsupported.length > 1 ? 's' : ''}: ${unsupported.join(', ')}`);
+    this.order = fuseRelus(graph, this.order);
     for (const { node, handler } of this.order)
       for (const i of handler.buffers?.(node) ?? []) if (node.inputs[i]) this.bufferNames.add(node.inputs[i]);
     for (const [name, d] of graph.initializers) {
@@ -114,8 +115,8 @@ export class Session implements OpServices {
       if (t) return { t, layout: 'nchw' };
       throw new GraphError(`input '${name}' has no value`, node);
     };
-    for (const { node, handler } of this.order) {
-      const vals = node.inputs.map((n) => lookup(n, node));
+    for (const { node, handler, reluInput } of this.order) {
+      const vals = node.inputs.map((n, i) => lookup(i === 0 && reluInput !== undefined ? reluInput : n, node));
       const layout = chooseLayout(handler, vals);
       const inputs = vals.map((v, i) => {
         if (!v) return undefined;
@@ -129,6 +130,7 @@ export class Session implements OpServices {
         layout,
         constInput: (i) => this.graph.initializers.get(node.inputs[i]),
         session: this,
+        reluInput: reluInput !== undefined,
       };
       let outs: tf.Tensor[];
       try {
@@ -185,6 +187,25 @@ export function runningAverage(running: Float32Array, stat: Float32Array, moment
   const f = Math.fround;
   const m = f(momentum), k = f(1 - momentum), s = f(scale);
   return running.map((r, i) => f(f(r * m) + f(f(stat[i] * s) * k)));
+}
+
+/**
+ * Drops each Relu whose output only a fusesRelu handler reads (and is no graph output); that node reads the Relu's
+ * input instead (reluInput) and applies the relu itself.
+ */
+function fuseRelus(g: Graph, order: { node: Node; handler: OpHandler }[]): { node: Node; handler: OpHandler; reluInput?: string }[] {
+  const readers = new Map<string, number>();
+  for (const n of g.nodes) for (const i of n.inputs) if (i) readers.set(i, (readers.get(i) ?? 0) + 1);
+  for (const o of g.outputs) readers.set(o.name, (readers.get(o.name) ?? 0) + 1);
+  const relus = new Map(order.filter(({ node: n }) => n.op === 'Relu' && !n.domain && n.inputs[0]).map(({ node: n }) => [n.outputs[0], n]));
+  const fused = new Set<Node>();
+  const out = order.map((e) => {
+    const relu = e.handler.fusesRelu ? relus.get(e.node.inputs[0]) : undefined;
+    if (!relu || readers.get(e.node.inputs[0]) !== 1) return e;
+    fused.add(relu);
+    return { ...e, reluInput: relu.inputs[0] };
+  });
+  return out.filter((e) => !fused.has(e.node));
 }
 
 function isInit(g: Graph, name: string): boolean {

@@ -16,6 +16,8 @@ export interface FakeQuantOpts {
   estimator?: string;
   /** multiplies the scale and zero-point gradients; default: the estimator's (LSQ: lsqGradFactor) */
   gradFactor?: number;
+  /** fake-quantize relu(x) (a Relu feeding the quantizer: one pass each way on the native backend) */
+  relu?: boolean;
 }
 
 /** What an estimator's backward sees. All tensors are float32; zp is the zero point the forward used (rounded, clamped). */
@@ -126,8 +128,10 @@ export function fakeQuant(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, 
   const perScale = scale.size > 0 ? x.size / scale.size : 0;
   const gradFactor = opts.gradFactor ?? est.defaultGradFactor?.(perScale, qmax) ?? 1;
   const perAxis = axis !== undefined && scale.size > 1;
-  const native = nativeFakeQuant(x, scale, zeroPoint, qmin, qmax, est, perAxis ? axis : scaleAxis(x, scale));
+  const relu = opts.relu ?? false;
+  const native = nativeFakeQuant(x, scale, zeroPoint, qmin, qmax, est, perAxis ? axis : scaleAxis(x, scale), relu);
   if (native) return native;
+  if (relu) x = tf.relu(x);
   if (perAxis) {
     const shape = x.shape.map((d, i) => (i === axis ? d : 1));
     [scale, zeroPoint] = [tf.reshape(scale, shape), tf.reshape(zeroPoint, shape)];
@@ -171,15 +175,15 @@ function scaleAxis(x: tf.Tensor, scale: tf.Tensor): number | undefined {
  * (axis undefined: the scale selects no single axis of x).
  */
 function nativeFakeQuant(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number, qmax: number, est: Estimator,
-  axis: number | undefined): tf.Tensor | undefined {
+  axis: number | undefined, relu: boolean): tf.Tensor | undefined {
   if (est !== steEstimator || axis === undefined || !hasFakeQuantKernel() || x.dtype !== 'float32') return undefined;
   const fn = customGrad3((xs, s, z, save) => {
     save([xs, s, z]);
     return {
-      value: fakeQuantKernel(xs, s, z, qmin, qmax, axis, true),
+      value: fakeQuantKernel(xs, s, z, qmin, qmax, axis, true, relu),
       gradFunc: (dy, [sx, ss, sz]) => {
         // STE: no gradient for scale and zero point (zeros made directly, without a kernel call)
-        return [fakeQuantSteGradKernel(dy, sx, ss, sz, qmin, qmax, axis, true), tf.zeros(s.shape), tf.zeros(z.shape)];
+        return [fakeQuantSteGradKernel(dy, sx, ss, sz, qmin, qmax, axis, true, relu), tf.zeros(s.shape), tf.zeros(z.shape)];
       },
     };
   });

@@ -14,6 +14,8 @@ import { channelDiv } from '../backend/train_kernels.js';
 export interface QuantHooks {
   /** false: fake-quant is the identity (float forward, e.g. while PTQ calibrates) */
   readonly enabled: boolean;
+  /** true while observers update qparams (observe() then needs the quantizer's input) */
+  readonly observing: boolean;
   /** lets the observer of `key` see x and update the scale/zero-point variables in place */
   observe(key: string, x: tf.Tensor): void;
 }
@@ -37,8 +39,8 @@ export function fqParams(node: Node, prefix = ''): FqParams {
 }
 
 /** Fake-quantize x (rank r) with scale/zp of shape [] or [C] along `axis` (already mapped to x's layout). */
-export function applyFakeQuant(x: tf.Tensor, scale: tf.Tensor, zp: tf.Tensor, p: FqParams, axis: number | undefined): tf.Tensor {
-  return fakeQuant(x, scale, zp, { qmin: p.qmin, qmax: p.qmax, estimator: p.estimator }, scale.rank === 1 ? axis : undefined);
+export function applyFakeQuant(x: tf.Tensor, scale: tf.Tensor, zp: tf.Tensor, p: FqParams, axis: number | undefined, relu = false): tf.Tensor {
+  return fakeQuant(x, scale, zp, { qmin: p.qmin, qmax: p.qmax, estimator: p.estimator, relu }, scale.rank === 1 ? axis : undefined);
 }
 
 const learned = (est: string) => est === 'lsq';
@@ -52,14 +54,18 @@ registerOp({
   domain: QATKIT_DOMAIN,
   layout: 'elementwise',
   buffers: (n) => (learned(attrString(n, 'estimator', 'ste')) ? [] : [1, 2]),
-  run: (ctx, [x, scale, zp]) => {
+  fusesRelu: true,
+  run: (ctx, [x0, scale, zp]) => {
     const n = ctx.node;
-    if (!x || !scale || !zp) throw new GraphError('FakeQuant needs x, scale and zero_point', n);
+    if (!x0 || !scale || !zp) throw new GraphError('FakeQuant needs x, scale and zero_point', n);
     const h = hooks(ctx);
-    h?.observe(n.name, x);
+    // x0 before the Relu that feeds this node (ctx.reluInput): relu inside the fake-quant unless relu(x0) is needed
+    const fused = ctx.reluInput === true && (!h || (h.enabled && !h.observing));
+    const x = ctx.reluInput && !fused ? tf.relu(x0) : x0;
+    if (!fused) h?.observe(n.name, x);
     if (h && !h.enabled) return [tf.clone(x)];
     const p = fqParams(n);
-    return [applyFakeQuant(x, scale, zp, p, p.axis === undefined ? undefined : axisFor(ctx, p.axis, x.rank))];
+    return [applyFakeQuant(x, scale, zp, p, p.axis === undefined ? undefined : axisFor(ctx, p.axis, x.rank), fused)];
   },
 });
 
