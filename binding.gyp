@@ -9,7 +9,8 @@
         "native/ops.cc",
         "native/threadpool.cc",
         "native/int8_gemm.cc",
-        "native/int8_ops.cc"
+        "native/int8_ops.cc",
+        "native/train_ops.cc"
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++14", "-std=gnu++17", "-std=c++14"],

@@ -12,6 +12,7 @@
 #include "gemm.h"
 #include "kernels.h"
 #include "threadpool.h"
+#include "train_ops.h"
 
 extern "C" {
 void qk_gemm_u8s8(int M, int N, int K, const uint8_t* A, int lda, int32_t a_zp, const int8_t* B, int ldb,
@@ -698,6 +699,115 @@ napi_value Int8Info(napi_env env, napi_callback_info) {
   return o;
 }
 
+// sgdStep(p, g, buf|null, pOut, bufOut|null, lr, wd, mu, nesterov): one SGD update (train_ops.h).
+napi_value SgdStep(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t np, ng, nb, npo, nbo;
+    float *P = a.f32(0, &np), *G = a.f32(1, &ng), *B = a.f32(2, &nb), *PO = a.f32(3, &npo), *BO = a.f32(4, &nbo);
+    const float mu = (float)a.f64(7);
+    need(G, ng, (int64_t)np, "sgdStep g");
+    need(PO, npo, (int64_t)np, "sgdStep pOut");
+    if (mu != 0.f) { need(B, nb, (int64_t)np, "sgdStep buf"); need(BO, nbo, (int64_t)np, "sgdStep bufOut"); }
+    qk::sgd_step(P, G, B, PO, BO, (int64_t)np, (float)a.f64(5), (float)a.f64(6), mu, a.b(8));
+    return undef(env);
+  });
+}
+
+// adamStep(p, g, m, v, pOut, mOut, vOut, decay, wd, 1-b1, b2, 1-b2, bc2Sqrt, eps, stepSize): one Adam update.
+napi_value AdamStep(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t n[7];
+    float* t[7];
+    for (int i = 0; i < 7; i++) t[i] = a.f32(i, &n[i]);
+    for (int i = 1; i < 7; i++) need(t[i], n[i], (int64_t)n[0], "adamStep buffer");
+    const qk::AdamScalars s{(float)a.f64(7), (float)a.f64(8), (float)a.f64(9), (float)a.f64(10),
+                            (float)a.f64(11), (float)a.f64(12), (float)a.f64(13), (float)a.f64(14)};
+    qk::adam_step(t[0], t[1], t[2], t[3], t[4], t[5], t[6], (int64_t)n[0], s);
+    return undef(env);
+  });
+}
+
+// channelDiv(x, s, y, C): y = x / s per channel of the last axis (train_ops.h).
+napi_value ChannelDiv(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, ns, ny;
+    float *X = a.f32(0, &nx), *S = a.f32(1, &ns), *Y = a.f32(2, &ny);
+    const int64_t C = a.i64(3);
+    if (C <= 0 || nx % C != 0) throw std::runtime_error("channelDiv: bad channel count");
+    need(S, ns, C, "channelDiv s");
+    need(Y, ny, (int64_t)nx, "channelDiv y");
+    qk::channel_div(X, S, Y, (int64_t)nx / C, C);
+    return undef(env);
+  });
+}
+
+// channelDivGrad(dy, x, s, dx, ds, C): channelDiv's backward (train_ops.h).
+napi_value ChannelDivGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t ng, nx, ns, nd, nds;
+    float *G = a.f32(0, &ng), *X = a.f32(1, &nx), *S = a.f32(2, &ns), *D = a.f32(3, &nd), *DS = a.f32(4, &nds);
+    const int64_t C = a.i64(5);
+    if (C <= 0 || nx % C != 0) throw std::runtime_error("channelDivGrad: bad channel count");
+    need(G, ng, (int64_t)nx, "channelDivGrad dy");
+    need(S, ns, C, "channelDivGrad s");
+    need(D, nd, (int64_t)nx, "channelDivGrad dx");
+    need(DS, nds, C, "channelDivGrad ds");
+    qk::channel_div_grad(G, X, S, D, DS, (int64_t)nx / C, C);
+    return undef(env);
+  });
+}
+
+// reluGrad(dy, x, dx): tfjs's Relu gradient in one pass (train_ops.h).
+napi_value ReluGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t ng, nx, nd;
+    float *G = a.f32(0, &ng), *X = a.f32(1, &nx), *D = a.f32(2, &nd);
+    need(G, ng, (int64_t)nx, "reluGrad dy");
+    need(D, nd, (int64_t)nx, "reluGrad dx");
+    qk::relu_grad(G, X, D, (int64_t)nx);
+    return undef(env);
+  });
+}
+
+// reluFakeQuant(x, y, scale, zp, nch, inner, qmin, qmax): fake quantization of relu(x) (train_ops.h).
+napi_value ReluFakeQuant(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nx, ny, ns, nz;
+    float *X = a.f32(0, &nx), *Y = a.f32(1, &ny), *S = a.f32(2, &ns), *Z = a.f32(3, &nz);
+    const int64_t nch = a.i64(4), inner = a.i64(5);
+    need(Y, ny, (int64_t)nx, "reluFakeQuant y");
+    need(S, ns, nch, "reluFakeQuant scale");
+    need(Z, nz, nch, "reluFakeQuant zeroPoint");
+    if (inner <= 0 || nch <= 0) throw std::runtime_error("reluFakeQuant: bad channel layout");
+    qk::relu_fake_quant(X, Y, (int64_t)nx, S, Z, nch, inner, (float)a.f64(6), (float)a.f64(7));
+    return undef(env);
+  });
+}
+
+// fakeQuantSteGrad(dy, x, dx, scale, zp, nch, inner, qmin, qmax, relu): straight-through fake-quant backward
+// (train_ops.h).
+napi_value FakeQuantSteGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t ng, nx, nd, ns, nz;
+    float *G = a.f32(0, &ng), *X = a.f32(1, &nx), *D = a.f32(2, &nd), *S = a.f32(3, &ns), *Z = a.f32(4, &nz);
+    const int64_t nch = a.i64(5), inner = a.i64(6);
+    need(G, ng, (int64_t)nx, "fakeQuantSteGrad dy");
+    need(D, nd, (int64_t)nx, "fakeQuantSteGrad dx");
+    need(S, ns, nch, "fakeQuantSteGrad scale");
+    need(Z, nz, nch, "fakeQuantSteGrad zeroPoint");
+    if (inner <= 0 || nch <= 0) throw std::runtime_error("fakeQuantSteGrad: bad channel layout");
+    qk::fake_quant_ste_grad(G, X, D, (int64_t)nx, S, Z, nch, inner, (float)a.f64(7), (float)a.f64(8), a.b(9));
+    return undef(env);
+  });
+}
+
 napi_value Init(napi_env env, napi_value exports) {
 #if defined(__GLIBC__)
   // Every kernel output is a fresh Float32Array. glibc serves large blocks with mmap, so each
@@ -735,6 +845,13 @@ napi_value Init(napi_env env, napi_value exports) {
       {"int8PackedSize", nullptr, Int8PackedSize, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8PackB", nullptr, Int8PackB, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"int8Info", nullptr, Int8Info, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"sgdStep", nullptr, SgdStep, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"adamStep", nullptr, AdamStep, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"channelDiv", nullptr, ChannelDiv, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"channelDivGrad", nullptr, ChannelDivGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"reluGrad", nullptr, ReluGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fakeQuantSteGrad", nullptr, FakeQuantSteGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"reluFakeQuant", nullptr, ReluFakeQuant, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   qk_register_int8_ops(env, exports);

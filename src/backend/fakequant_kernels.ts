@@ -5,8 +5,13 @@
  *   QatFakeQuant        {x, scale, zeroPoint} {qmin, qmax, axis}   -> y
  *   QatFakeQuantObserve {x, scale, zeroPoint} {qmin, qmax, axis}   -> [y, min, max]  (fused observer)
  *   QatFakeQuantGrad    {dy, x, scale, zeroPoint} {qmin, qmax, axis} -> [dx, dScale, dZeroPoint]
+ *   QatFakeQuantSteGrad {dy, x, scale, zeroPoint} {qmin, qmax, axis, relu} -> dx  (QatFakeQuantGrad's dx alone)
+ *   QatReluFakeQuant    {x, scale, zeroPoint} {qmin, qmax, axis}   -> fake-quantized relu(x) (one pass)
+ * relu (QatFakeQuantSteGrad): the backward of QatReluFakeQuant, as tfjs's chain Relu -> fake-quant gives it.
  *   QatMinMax           {x} {axis}                                 -> [min, max]
  * Semantics: q = clamp(roundHalfEven(x / scale) + zp, qmin, qmax), y = (q - zp) * scale.
+ * Attr roundZeroPoint (all but QatMinMax and QatFakeQuantObserve): use clamp(roundHalfEven(zp), qmin, qmax) for zp, the zero
+ * point as PyTorch's fake-quant ops take it (effectiveZeroPoint in src/quant/fakequant.ts).
  * axis = -1: per tensor (scale, zp of size 1); else per channel along `axis` (size x.shape[axis]).
  * Gradients: dx = dy inside [qmin, qmax] (straight-through), 0 outside; dScale is LSQ's
  * (round(x/s) - x/s inside, qmin - zp or qmax - zp outside) summed per channel, without
@@ -40,21 +45,33 @@ function params(be: FqBackend, t: TensorInfo, nch: number, what: string): Float3
   throw new Error(`qatkit fake-quant: ${what} has ${v.length} values, expected ${nch}`);
 }
 
-function attrsOf(a: NamedAttrMap | undefined): { qmin: number; qmax: number; axis: number } {
-  const { qmin, qmax, axis } = (a ?? {}) as { qmin: number; qmax: number; axis?: number };
-  return { qmin, qmax, axis: axis ?? -1 };
+function attrsOf(a: NamedAttrMap | undefined): { qmin: number; qmax: number; axis: number; roundZeroPoint: boolean } {
+  const { qmin, qmax, axis, roundZeroPoint } = (a ?? {}) as { qmin: number; qmax: number; axis?: number; roundZeroPoint?: boolean };
+  return { qmin, qmax, axis: axis ?? -1, roundZeroPoint: roundZeroPoint ?? false };
+}
+
+/** Round half to even (as std::nearbyint and tf.round). */
+function roundHalfEven(v: number): number {
+  const r = Math.round(v); // half up
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+function zeroPoints(be: FqBackend, t: TensorInfo, nch: number, a: ReturnType<typeof attrsOf>): Float32Array {
+  const z = params(be, t, nch, 'zeroPoint');
+  return a.roundZeroPoint ? z.map((v) => Math.min(Math.max(roundHalfEven(v), a.qmin), a.qmax)) : z;
 }
 
 function fq(observe: boolean): KernelFunc {
   return ({ inputs, backend, attrs }) => {
     const be = backend as unknown as FqBackend;
     const { x, scale, zeroPoint } = inputs as { x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
-    const { qmin, qmax, axis } = attrsOf(attrs);
+    const a = attrsOf(attrs);
+    const { qmin, qmax, axis } = a;
     const { nch, inner } = layout(x.shape, axis);
     const xv = be.f32(x);
     const y = be.alloc(xv.length);
     const mn = observe ? new Float32Array(nch) : null, mx = observe ? new Float32Array(nch) : null;
-    be.addon.fakeQuant(xv, y, params(be, scale, nch, 'scale'), params(be, zeroPoint, nch, 'zeroPoint'), nch, inner, qmin, qmax, mn, mx);
+    be.addon.fakeQuant(xv, y, params(be, scale, nch, 'scale'), zeroPoints(be, zeroPoint, nch, a), nch, inner, qmin, qmax, mn, mx);
     const yi = be.out(x.shape.slice(), y);
     if (!observe) return yi;
     const ps = axis < 0 ? [] : [nch];
@@ -65,13 +82,37 @@ function fq(observe: boolean): KernelFunc {
 const fqGrad: KernelFunc = ({ inputs, backend, attrs }) => {
   const be = backend as unknown as FqBackend;
   const { dy, x, scale, zeroPoint } = inputs as { dy: TensorInfo; x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
-  const { qmin, qmax, axis } = attrsOf(attrs);
+  const a = attrsOf(attrs);
+  const { qmin, qmax, axis } = a;
   const { nch, inner } = layout(x.shape, axis);
   const xv = be.f32(x);
   const dx = be.alloc(xv.length), ds = new Float32Array(nch), dz = new Float32Array(nch);
-  be.addon.fakeQuantGrad(be.f32(dy), xv, dx, params(be, scale, nch, 'scale'), params(be, zeroPoint, nch, 'zeroPoint'),
+  be.addon.fakeQuantGrad(be.f32(dy), xv, dx, params(be, scale, nch, 'scale'), zeroPoints(be, zeroPoint, nch, a),
     nch, inner, qmin, qmax, ds, dz);
   return [be.out(x.shape.slice(), dx), be.out(scale.shape.slice(), size1(ds, scale)), be.out(zeroPoint.shape.slice(), size1(dz, zeroPoint))];
+};
+
+const fqSteGrad: KernelFunc = ({ inputs, backend, attrs }) => {
+  const be = backend as unknown as FqBackend;
+  const { dy, x, scale, zeroPoint } = inputs as { dy: TensorInfo; x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
+  const a = attrsOf(attrs);
+  const { nch, inner } = layout(x.shape, a.axis);
+  const xv = be.f32(x);
+  const dx = be.alloc(xv.length);
+  be.addon.fakeQuantSteGrad(be.f32(dy), xv, dx, params(be, scale, nch, 'scale'), zeroPoints(be, zeroPoint, nch, a), nch, inner,
+    a.qmin, a.qmax, (attrs as { relu?: boolean }).relu ?? false);
+  return be.out(x.shape.slice(), dx);
+};
+
+const reluFq: KernelFunc = ({ inputs, backend, attrs }) => {
+  const be = backend as unknown as FqBackend;
+  const { x, scale, zeroPoint } = inputs as { x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
+  const a = attrsOf(attrs);
+  const { nch, inner } = layout(x.shape, a.axis);
+  const xv = be.f32(x);
+  const y = be.alloc(xv.length);
+  be.addon.reluFakeQuant(xv, y, params(be, scale, nch, 'scale'), zeroPoints(be, zeroPoint, nch, a), nch, inner, a.qmin, a.qmax);
+  return be.out(x.shape.slice(), y);
 };
 
 // Gradients take the parameter's own shape (a per-tensor scale may be [] or [1]).
@@ -96,6 +137,8 @@ export function fakeQuantKernelConfigs(backendName: string): KernelConfig[] {
     { kernelName: 'QatFakeQuant', backendName, kernelFunc: fq(false) },
     { kernelName: 'QatFakeQuantObserve', backendName, kernelFunc: fq(true) },
     { kernelName: 'QatFakeQuantGrad', backendName, kernelFunc: fqGrad },
+    { kernelName: 'QatFakeQuantSteGrad', backendName, kernelFunc: fqSteGrad },
+    { kernelName: 'QatReluFakeQuant', backendName, kernelFunc: reluFq },
     { kernelName: 'QatMinMax', backendName, kernelFunc: minMax },
   ];
 }
@@ -108,10 +151,11 @@ export function hasFakeQuantKernel(): boolean {
 const f32 = (t: tf.Tensor) => (t.dtype === 'float32' ? t : tf.cast(t, 'float32'));
 const norm = (axis: number, rank: number) => (axis < 0 && axis !== -1 ? axis + rank : axis);
 
-/** y = fake-quantized x (no gradient recorded: see fakeQuantWithGrad). */
-export function fakeQuantKernel(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number, qmax: number, axis = -1): tf.Tensor {
-  return tf.tidy(() => tf.engine().runKernel('QatFakeQuant', { x, scale: f32(scale), zeroPoint: f32(zeroPoint) },
-    { qmin, qmax, axis: norm(axis, x.rank) }) as tf.Tensor);
+/** y = fake-quantized x, or of relu(x) (no gradient recorded: see fakeQuantWithGrad). */
+export function fakeQuantKernel(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number, qmax: number, axis = -1,
+  roundZeroPoint = false, relu = false): tf.Tensor {
+  return tf.tidy(() => tf.engine().runKernel(relu ? 'QatReluFakeQuant' : 'QatFakeQuant', { x, scale: f32(scale), zeroPoint: f32(zeroPoint) },
+    { qmin, qmax, axis: norm(axis, x.rank), roundZeroPoint }) as tf.Tensor);
 }
 
 /** Fake-quantizes x and observes its min/max (per tensor or per channel) in the same pass. */
@@ -124,10 +168,18 @@ export function fakeQuantObserveKernel(x: tf.Tensor, scale: tf.Tensor, zeroPoint
 
 /** Backward of fake quantization: STE for x, LSQ-style sums for scale and zero point. */
 export function fakeQuantGradKernel(dy: tf.Tensor, x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number,
-  qmax: number, axis = -1): { dx: tf.Tensor; dScale: tf.Tensor; dZeroPoint: tf.Tensor } {
+  qmax: number, axis = -1, roundZeroPoint = false): { dx: tf.Tensor; dScale: tf.Tensor; dZeroPoint: tf.Tensor } {
   const [dx, dScale, dZeroPoint] = tf.tidy(() => tf.engine().runKernel('QatFakeQuantGrad',
-    { dy, x, scale: f32(scale), zeroPoint: f32(zeroPoint) }, { qmin, qmax, axis: norm(axis, x.rank) }) as tf.Tensor[]);
+    { dy, x, scale: f32(scale), zeroPoint: f32(zeroPoint) }, { qmin, qmax, axis: norm(axis, x.rank), roundZeroPoint }) as tf.Tensor[]);
   return { dx, dScale, dZeroPoint };
+}
+
+/** Straight-through backward of fake quantization: dx = dy where x quantizes inside [qmin, qmax], else 0 (relu: of
+ *  the fake quantization of relu(x)). */
+export function fakeQuantSteGradKernel(dy: tf.Tensor, x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number,
+  qmax: number, axis = -1, roundZeroPoint = false, relu = false): tf.Tensor {
+  return tf.tidy(() => tf.engine().runKernel('QatFakeQuantSteGrad', { dy, x, scale: f32(scale), zeroPoint: f32(zeroPoint) },
+    { qmin, qmax, axis: norm(axis, x.rank), roundZeroPoint, relu }) as tf.Tensor);
 }
 
 /** Min and max of x, per tensor (axis -1) or per channel along axis. */

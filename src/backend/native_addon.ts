@@ -33,6 +33,19 @@ export interface NativeAddon {
   clip(x: F32, y: F32, lo: number, hi: number): void;
   batchNormTrain(x: F32, c: number, scale: F32n, offset: F32n, eps: number, y: F32n, mean: F32, variance: F32, invStd: F32): void;
   channelAffine(x: F32, mul: F32, add: F32, y: F32, c: number): void;
+  /** one SGD / Adam update (native/train_ops.h) */
+  sgdStep(p: F32, g: F32, buf: F32n, pOut: F32, bufOut: F32n, lr: number, wd: number, mu: number, nesterov: boolean): void;
+  adamStep(p: F32, g: F32, m: F32, v: F32, pOut: F32, mOut: F32, vOut: F32, decay: number, wd: number, oneMinusB1: number,
+    b2: number, oneMinusB2: number, bc2Sqrt: number, eps: number, stepSize: number): void;
+  /** y = x / s per channel of the last axis, and its backward; tfjs's Relu gradient (native/train_ops.h) */
+  channelDiv(x: F32, s: F32, y: F32, c: number): void;
+  channelDivGrad(dy: F32, x: F32, s: F32, dx: F32, ds: F32, c: number): void;
+  reluGrad(dy: F32, x: F32, dx: F32): void;
+  /** fakeQuantGrad's dx alone (straight-through), without the scale and zero-point sums; relu: of fake-quant(relu(x)) */
+  fakeQuantSteGrad(dy: F32, x: F32, dx: F32, scale: F32, zp: F32, nch: number, inner: number, qmin: number, qmax: number,
+    relu: boolean): void;
+  /** fake quantization of relu(x) */
+  reluFakeQuant(x: F32, y: F32, scale: F32, zp: F32, nch: number, inner: number, qmin: number, qmax: number): void;
   /** int8 GEMM of the integer engine (native/int8_gemm.cc); absent from addons built before it */
   int8Gemm?(a: Uint8Array, aZp: number, b: Int8Array, bZp: Int32Array | null, bias: Int32Array | null,
     m: number, n: number, k: number, c: Int32Array): void;

@@ -8,6 +8,7 @@ import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensor
 import { loadAddon, type NativeAddon } from './native_addon.js';
 import { fakeQuantKernelConfigs } from './fakequant_kernels.js';
 import { batchNormKernelConfigs } from './batchnorm_kernels.js';
+import { trainKernelConfigs } from './train_kernels.js';
 
 export const NATIVE_BACKEND_NAME = 'qatkit-native';
 
@@ -506,6 +507,7 @@ export function nativeKernelConfigs(): KernelConfig[] {
     ...Object.keys(RED).map(reduceKernel), fusedBatchNorm, softmax,
     clipByValue, ...Object.keys(CMP).map(compareKernel), ...Object.keys(LOGIC).map(logicalKernel), select, transpose,
     ...fakeQuantKernelConfigs(NATIVE_BACKEND_NAME), ...batchNormKernelConfigs(NATIVE_BACKEND_NAME),
+    ...trainKernelConfigs(NATIVE_BACKEND_NAME),
   ];
 }
 

@@ -255,9 +255,8 @@ export function batchNorm(
   if (ctx.training && !ctx.session.bnFrozen) {
     const count = axes.reduce((p, a) => p * x.shape[a], 1);
     const update = (bm: tf.Tensor, bv: tf.Tensor) => {
-      const unbiased = tf.mul(bv, count / Math.max(1, count - 1));
-      ctx.session.scheduleUpdate(meanName, tf.add(tf.mul(mean, momentum), tf.mul(bm, 1 - momentum)));
-      ctx.session.scheduleUpdate(varName, tf.add(tf.mul(variance, momentum), tf.mul(unbiased, 1 - momentum)));
+      ctx.session.scheduleRunningAverage(meanName, bm, momentum);
+      ctx.session.scheduleRunningAverage(varName, bv, momentum, count / Math.max(1, count - 1)); // unbiased
     };
     if (c === x.rank - 1) {
       // channels last: one fused pass forward and backward where the backend has the kernels

@@ -12,13 +12,18 @@ export interface OpCtx {
   layout: Layout;
   /** the value of input i when it is a graph initializer (for shapes, axes): no tensor read-back needed */
   constInput(i: number): TensorData | undefined;
+  /** (handlers with fusesRelu) input 0 is the input of a Relu whose output only this node reads: apply relu to it */
+  reluInput?: boolean;
   /** services a few ops need (BatchNormalization's running statistics, fake-quant's observers) */
   session: OpServices;
 }
 
 export interface OpServices {
-  /** BatchNormalization in training: record new running stats for initializer `name`, applied after the step */
-  scheduleUpdate(name: string, value: tf.Tensor): void;
+  /**
+   * BatchNormalization in training: after the step (applyUpdates), running <- running*momentum + stat*scale*(1-momentum)
+   * for initializer `name`. Deferred, it stays off the gradient tape.
+   */
+  scheduleRunningAverage(name: string, stat: tf.Tensor, momentum: number, scale?: number): void;
   /** true once BatchNorm statistics are frozen: training then uses running stats */
   readonly bnFrozen: boolean;
   /** a named service registered by a higher layer (fake-quant lives in quant/transform) */
@@ -40,6 +45,9 @@ export interface OpHandler {
   dataInputs?: number[] | 'all';
   /** inputs that are state updated outside the optimizer (BN running stats, observed qparams) */
   buffers?(node: Node): number[];
+  /** takes input 0 before a Relu that only it reads (ctx.reluInput), so the pair can run as one pass; the session
+   *  then skips the Relu node */
+  fusesRelu?: boolean;
   run(ctx: OpCtx, inputs: (tf.Tensor | undefined)[]): tf.Tensor[];
 }
 

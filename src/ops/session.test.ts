@@ -6,7 +6,7 @@ import { initBackend } from '../backend/index.js';
 import { emptyGraph, floatTensor, int, ints, type Graph, type TensorData } from '../graph/ir.js';
 import { normalize } from '../onnx/normalize.js';
 import { readOnnx } from '../onnx/model.js';
-import { Session } from './session.js';
+import { runningAverage, Session } from './session.js';
 
 const FIX = new URL('../../../test/fixtures/onnx/', import.meta.url);
 
@@ -102,6 +102,18 @@ test('BatchNormalization in training uses batch statistics and updates running s
   assert.ok(maxRelErr(s.vars.get('mean')!.dataSync() as Float32Array, expMean.dataSync()) < 1e-5);
   assert.ok(maxRelErr(s.vars.get('var')!.dataSync() as Float32Array, expVar.dataSync()) < 1e-5);
   assert.ok(s.bufferNames.has('mean') && s.bufferNames.has('var') && !s.params().has('mean') && s.params().has('w'));
+});
+
+test('runningAverage rounds as the tfjs ops running*m + stat*scale*(1-m) do, bit for bit', async () => {
+  await initBackend('cpu');
+  const n = 4096;
+  const run = tf.randomNormal([n], 0, 3, 'float32', 5), stat = tf.randomUniform([n], 0, 7, 'float32', 6);
+  for (const [m, scale] of [[0.9, 1], [0.9, 1024 / 1023], [0.99, 50 / 49], [0.1, 1]]) {
+    const want = tf.tidy(() => tf.add(tf.mul(run, m), tf.mul(tf.mul(stat, scale), 1 - m)).dataSync());
+    const got = runningAverage(run.dataSync() as Float32Array, stat.dataSync() as Float32Array, m, scale);
+    assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(Float32Array.from(want).buffer), `m=${m} scale=${scale}`);
+  }
+  tf.dispose([run, stat]);
 });
 
 test('an unsupported op is reported by node name and op', async () => {

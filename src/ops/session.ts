@@ -40,9 +40,9 @@ export class Session implements OpServices {
   readonly vars = new Map<string, tf.Variable>();
   readonly consts = new Map<string, tf.Tensor>();
   readonly bufferNames = new Set<string>();
-  private readonly order: { node: Node; handler: OpHandler }[];
+  private readonly order: { node: Node; handler: OpHandler; reluInput?: string }[];
   private readonly services = new Map<string, unknown>();
-  private pending = new Map<string, tf.Tensor>();
+  private pending = new Map<string, { stat: tf.Tensor; momentum: number; scale: number }>();
   bnFrozen = false;
 
   constructor(readonly graph: Graph) {
@@ -54,6 +54,7 @@ export class Session implements OpServices {
     });
     if (unsupported.length)
       throw new GraphError(`unsupported op${unsupported.length > 1 ? 's' : ''}: ${unsupported.join(', ')}`);
+    this.order = fuseRelus(graph, this.order);
     for (const { node, handler } of this.order)
       for (const i of handler.buffers?.(node) ?? []) if (node.inputs[i]) this.bufferNames.add(node.inputs[i]);
     for (const [name, d] of graph.initializers) {
@@ -77,17 +78,21 @@ export class Session implements OpServices {
     return this.services.get(name) as T | undefined;
   }
 
-  scheduleUpdate(name: string, value: tf.Tensor): void {
-    const old = this.pending.get(name);
-    if (old) old.dispose();
-    this.pending.set(name, tf.keep(value));
+  scheduleRunningAverage(name: string, stat: tf.Tensor, momentum: number, scale = 1): void {
+    this.pending.get(name)?.stat.dispose();
+    this.pending.set(name, { stat: tf.keep(stat), momentum, scale });
   }
 
   /** Apply BatchNorm running-stat updates recorded during the last training forward. */
   applyUpdates(): void {
-    for (const [name, t] of this.pending) {
-      this.vars.get(name)?.assign(t);
-      t.dispose();
+    for (const [name, u] of this.pending) {
+      const v = this.vars.get(name);
+      if (v) {
+        const t = tf.tensor(runningAverage(v.dataSync() as Float32Array, u.stat.dataSync() as Float32Array, u.momentum, u.scale), v.shape);
+        v.assign(t);
+        t.dispose();
+      }
+      u.stat.dispose();
     }
     this.pending.clear();
   }
@@ -110,8 +115,8 @@ export class Session implements OpServices {
       if (t) return { t, layout: 'nchw' };
       throw new GraphError(`input '${name}' has no value`, node);
     };
-    for (const { node, handler } of this.order) {
-      const vals = node.inputs.map((n) => lookup(n, node));
+    for (const { node, handler, reluInput } of this.order) {
+      const vals = node.inputs.map((n, i) => lookup(i === 0 && reluInput !== undefined ? reluInput : n, node));
       const layout = chooseLayout(handler, vals);
       const inputs = vals.map((v, i) => {
         if (!v) return undefined;
@@ -125,6 +130,7 @@ export class Session implements OpServices {
         layout,
         constInput: (i) => this.graph.initializers.get(node.inputs[i]),
         session: this,
+        reluInput: reluInput !== undefined,
       };
       let outs: tf.Tensor[];
       try {
@@ -167,9 +173,39 @@ export class Session implements OpServices {
   dispose(): void {
     for (const v of this.vars.values()) v.dispose();
     for (const t of this.consts.values()) t.dispose();
-    for (const t of this.pending.values()) t.dispose();
+    for (const u of this.pending.values()) u.stat.dispose();
     this.pending.clear();
   }
+}
+
+/**
+ * running*momentum + stat*scale*(1-momentum) in float32, rounding after each operation as the tfjs ops
+ * tf.add(tf.mul(running, momentum), tf.mul(tf.mul(stat, scale), 1 - momentum)) do (a double product or sum of
+ * float32 values rounded once to float32 is the float32 result). A few values per channel: no kernels needed.
+ */
+export function runningAverage(running: Float32Array, stat: Float32Array, momentum: number, scale = 1): Float32Array {
+  const f = Math.fround;
+  const m = f(momentum), k = f(1 - momentum), s = f(scale);
+  return running.map((r, i) => f(f(r * m) + f(f(stat[i] * s) * k)));
+}
+
+/**
+ * Drops each Relu whose output only a fusesRelu handler reads (and is no graph output); that node reads the Relu's
+ * input instead (reluInput) and applies the relu itself.
+ */
+function fuseRelus(g: Graph, order: { node: Node; handler: OpHandler }[]): { node: Node; handler: OpHandler; reluInput?: string }[] {
+  const readers = new Map<string, number>();
+  for (const n of g.nodes) for (const i of n.inputs) if (i) readers.set(i, (readers.get(i) ?? 0) + 1);
+  for (const o of g.outputs) readers.set(o.name, (readers.get(o.name) ?? 0) + 1);
+  const relus = new Map(order.filter(({ node: n }) => n.op === 'Relu' && !n.domain && n.inputs[0]).map(({ node: n }) => [n.outputs[0], n]));
+  const fused = new Set<Node>();
+  const out = order.map((e) => {
+    const relu = e.handler.fusesRelu ? relus.get(e.node.inputs[0]) : undefined;
+    if (!relu || readers.get(e.node.inputs[0]) !== 1) return e;
+    fused.add(relu);
+    return { ...e, reluInput: relu.inputs[0] };
+  });
+  return out.filter((e) => !fused.has(e.node));
 }
 
 function isInit(g: Graph, name: string): boolean {
@@ -198,5 +234,9 @@ function chooseLayout(h: OpHandler, vals: (Value | undefined)[]): Layout {
 
 function relayout(v: Value, want: Layout): tf.Tensor {
   if (v.layout === want || v.t.rank !== 4) return v.t;
-  return tf.transpose(v.t, want === 'nhwc' ? TO_NHWC : TO_NCHW);
+  const perm = want === 'nhwc' ? TO_NHWC : TO_NCHW;
+  // a permutation that moves only size-1 axes (C = 1, or H = W = 1) keeps the element order: a reshape, no copy
+  const moved = perm.filter((p) => v.t.shape[p] !== 1);
+  if (moved.every((p, i) => i === 0 || moved[i - 1] < p)) return tf.reshape(v.t, perm.map((p) => v.t.shape[p]));
+  return tf.transpose(v.t, perm);
 }

@@ -7,7 +7,7 @@
 // so that the group is an axis of its own first.
 
 import * as tf from '@tensorflow/tfjs-core';
-import { fakeQuantGradKernel, fakeQuantKernel, hasFakeQuantKernel } from '../backend/fakequant_kernels.js';
+import { fakeQuantKernel, fakeQuantSteGradKernel, hasFakeQuantKernel } from '../backend/fakequant_kernels.js';
 
 export interface FakeQuantOpts {
   qmin: number;
@@ -16,6 +16,8 @@ export interface FakeQuantOpts {
   estimator?: string;
   /** multiplies the scale and zero-point gradients; default: the estimator's (LSQ: lsqGradFactor) */
   gradFactor?: number;
+  /** fake-quantize relu(x) (a Relu feeding the quantizer: one pass each way on the native backend) */
+  relu?: boolean;
 }
 
 /** What an estimator's backward sees. All tensors are float32; zp is the zero point the forward used (rounded, clamped). */
@@ -114,18 +116,26 @@ export function customGrad3(f: Grad3): (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor
 // ---- the primitive ------------------------------------------------------------------------------------------------
 
 /**
- * Fake-quantize x on the grid [qmin, qmax] with the given scale and zero point (broadcastable to x).
+ * Fake-quantize x on the grid [qmin, qmax] with the given scale and zero point: broadcastable to x, or, given
+ * `axis`, of shape [C] with one value per slice of x along axis (C = x.shape[axis]; size 1 means per tensor).
  * Gradients come from the named estimator ('ste' by default, 'lsq' for learned scale and zero point).
  */
-export function fakeQuant(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, opts: FakeQuantOpts): tf.Tensor {
+export function fakeQuant(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, opts: FakeQuantOpts, axis?: number): tf.Tensor {
   const { qmin, qmax } = opts;
   if (!(Number.isInteger(qmin) && Number.isInteger(qmax) && qmin <= qmax))
     throw new RangeError(`fakeQuant: need integers qmin <= qmax, got [${qmin}, ${qmax}]`);
   const est = getEstimator(opts.estimator ?? 'ste');
   const perScale = scale.size > 0 ? x.size / scale.size : 0;
   const gradFactor = opts.gradFactor ?? est.defaultGradFactor?.(perScale, qmax) ?? 1;
-  const native = nativeFakeQuant(x, scale, zeroPoint, qmin, qmax, est);
+  const perAxis = axis !== undefined && scale.size > 1;
+  const relu = opts.relu ?? false;
+  const native = nativeFakeQuant(x, scale, zeroPoint, qmin, qmax, est, perAxis ? axis : scaleAxis(x, scale), relu);
   if (native) return native;
+  if (relu) x = tf.relu(x);
+  if (perAxis) {
+    const shape = x.shape.map((d, i) => (i === axis ? d : 1));
+    [scale, zeroPoint] = [tf.reshape(scale, shape), tf.reshape(zeroPoint, shape)];
+  }
   const fn = customGrad3((xs, s, z, save) => {
     const xf = f32(xs);
     const sf = f32(s);
@@ -158,23 +168,22 @@ function scaleAxis(x: tf.Tensor, scale: tf.Tensor): number | undefined {
 
 /**
  * The backend's own fake-quant kernels (the native addon registers them) for STE: one pass forward, one pass
- * backward, instead of a dozen tfjs ops. Same arithmetic as the tfjs-op path below (x times the float32 reciprocal,
- * half to even). LSQ keeps the tfjs-op path: it reproduces PyTorch's learnable backward, whose mask rounds
- * (x/scale + zp) rather than round(x/scale) + zp and so differs at ties. Undefined where not applicable.
+ * backward, instead of a dozen tfjs ops; the kernels round and clamp the zero point themselves, and scale and zero
+ * point may have any shape of size 1 or x.shape[axis]. Same arithmetic as the tfjs-op path below (x times the
+ * float32 reciprocal, half to even). LSQ keeps the tfjs-op path: it reproduces PyTorch's learnable backward, whose
+ * mask rounds (x/scale + zp) rather than round(x/scale) + zp and so differs at ties. Undefined where not applicable
+ * (axis undefined: the scale selects no single axis of x).
  */
-function nativeFakeQuant(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number, qmax: number, est: Estimator): tf.Tensor | undefined {
-  if (est !== steEstimator || !hasFakeQuantKernel() || x.dtype !== 'float32') return undefined;
-  const axis = scaleAxis(x, scale);
-  if (axis === undefined) return undefined;
+function nativeFakeQuant(x: tf.Tensor, scale: tf.Tensor, zeroPoint: tf.Tensor, qmin: number, qmax: number, est: Estimator,
+  axis: number | undefined, relu: boolean): tf.Tensor | undefined {
+  if (est !== steEstimator || axis === undefined || !hasFakeQuantKernel() || x.dtype !== 'float32') return undefined;
   const fn = customGrad3((xs, s, z, save) => {
-    const flatS = tf.reshape(f32(s), [-1]);
-    const zp = tf.reshape(effectiveZeroPoint(z, qmin, qmax), [-1]);
-    save([xs, flatS, zp]);
+    save([xs, s, z]);
     return {
-      value: fakeQuantKernel(xs, flatS, zp, qmin, qmax, axis),
+      value: fakeQuantKernel(xs, s, z, qmin, qmax, axis, true, relu),
       gradFunc: (dy, [sx, ss, sz]) => {
-        const g = fakeQuantGradKernel(dy, sx, ss, sz, qmin, qmax, axis);
-        return [g.dx, tf.zerosLike(s), tf.zerosLike(z)];
+        // STE: no gradient for scale and zero point (zeros made directly, without a kernel call)
+        return [fakeQuantSteGradKernel(dy, sx, ss, sz, qmin, qmax, axis, true, relu), tf.zeros(s.shape), tf.zeros(z.shape)];
       },
     };
   });

@@ -56,3 +56,56 @@ test('native fused fake-quant (STE) equals the tfjs-op path; LSQ stays on tfjs o
       ref[k].forEach((v, i) => assert.ok(Math.abs(nat[k][i] - v) <= 1e-5 * (1 + Math.abs(v)), `${k}[${i}] ${nat[k][i]} vs ${v} ${JSON.stringify(c)}`));
   }
 });
+
+test('native STE fake-quant rounds (half to even) and clamps off-grid zero points as the tfjs-op path; [C] params with an axis', async (t) => {
+  if ((await initBackend('native')) !== 'qatkit-native' || !hasFakeQuantKernel()) {
+    t.skip('native backend not built');
+    return;
+  }
+  const shape = [3, 6, 4];
+  const n = 72;
+  const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 7.31) * 2);
+  const s = Float32Array.of(0.02, 0.05, 0.1, 0.03, 0.07, 0.2);
+  const z = Float32Array.of(2.5, 3.5, -0.5, 300, -7.2, 1.49); // ties both ways, beyond qmax and below qmin
+  const run = () => tf.tidy(() => {
+    const xs = tf.tensor(x, shape), ss = tf.tensor1d(s), zs = tf.tensor1d(z);
+    const opts = { qmin: 0, qmax: 15 };
+    const y = fakeQuant(xs, ss, zs, opts, 1);
+    const gx = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(fakeQuant(a, ss, zs, opts, 1), tf.cos(a))))(xs);
+    return [Float32Array.from(y.dataSync()), Float32Array.from(gx.dataSync())];
+  });
+  await initBackend('native');
+  const nat = run();
+  await initBackend('cpu');
+  const ref = run();
+  assert.deepEqual(nat[0], ref[0], 'forward');
+  assert.deepEqual(nat[1], ref[1], 'dx');
+});
+
+test('native fake-quant of relu(x) (relu: true, one kernel each way) equals tf.relu then the tfjs-op fake-quant', async (t) => {
+  if ((await initBackend('native')) !== 'qatkit-native' || !hasFakeQuantKernel()) {
+    t.skip('native backend not built');
+    return;
+  }
+  const shape = [4, 5, 6];
+  const x = Float32Array.from({ length: 120 }, (_, i) => (i % 7 === 0 ? (i % 2 ? -0 : 0) : i % 5 === 0 ? (Math.floor(i / 5) - 12 + 0.5) * 0.1 : Math.sin(i * 3.7) * 2));
+  const cases = [
+    { s: Float32Array.of(0.1), z: Float32Array.of(3), axis: undefined, qmin: 0, qmax: 255 },
+    { s: Float32Array.of(0.05, 0.1, 0.2, 0.1, 0.3, 0.07), z: Float32Array.of(0, 2.5, 1, 7, 0, 3), axis: 2, qmin: 0, qmax: 15 },
+  ];
+  const run = (c: (typeof cases)[0]) => tf.tidy(() => {
+    const xs = tf.tensor(x, shape), ss = tf.tensor1d(c.s), zs = tf.tensor1d(c.z);
+    const opts = { qmin: c.qmin, qmax: c.qmax, relu: true };
+    const y = fakeQuant(xs, ss, zs, opts, c.axis);
+    const gx = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(fakeQuant(a, ss, zs, opts, c.axis), tf.cos(a))))(xs);
+    return [Float32Array.from(y.dataSync()), Float32Array.from(gx.dataSync())];
+  });
+  for (const c of cases) {
+    await initBackend('native');
+    const nat = run(c);
+    await initBackend('cpu');
+    const ref = run(c);
+    assert.deepEqual(nat[0], ref[0], `forward axis ${c.axis}`);
+    assert.deepEqual(nat[1], ref[1], `dx axis ${c.axis}`);
+  }
+});

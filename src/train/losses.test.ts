@@ -37,6 +37,18 @@ test('softmaxCrossEntropy: gradient is (softmax - onehot) / batch', () => {
   g.forEach((row, i) => row.forEach((v, j) => near(v, expected[i]![j]!)));
 });
 
+test('softmaxCrossEntropy: value and gradient bit for bit those of tfjs autodiff through the plain formula', () => {
+  const [b, k] = [37, 10];
+  const logits = tf.mul(tf.randomNormal([b, k], 0, 1, 'float32', 11), 4);
+  const labels = tf.tensor1d(Int32Array.from({ length: b }, (_, i) => (i * 7) % k), 'int32');
+  const plain = (x: tf.Tensor) => tf.neg(tf.mean(tf.sum(tf.mul(tf.logSoftmax(x), tf.cast(tf.oneHot(labels, k), 'float32')), 1))) as tf.Scalar;
+  const bits = (t: tf.Tensor) => new Uint32Array(Float32Array.from(t.dataSync()).buffer);
+  const a = tf.valueAndGrad((x: tf.Tensor) => softmaxCrossEntropy(x, labels))(logits);
+  const r = tf.valueAndGrad(plain)(logits);
+  assert.deepEqual(bits(a.value), bits(r.value));
+  assert.deepEqual(bits(a.grad), bits(r.grad));
+});
+
 test('klDistillation: T^2 * KL(teacher || student) at temperature T', () => {
   const s = tf.tensor2d([[0, 0]]);
   const t = tf.tensor2d([[Math.log(3), 0]]);

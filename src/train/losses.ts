@@ -7,13 +7,27 @@ function checkLabels(fn: string, logits: tf.Tensor, labels: tf.Tensor): void {
     throw new Error(`${fn}: labels must be int32 [${logits.shape[0]}], got ${labels.dtype} [${labels.shape}]`);
 }
 
-/** mean over the batch of -log softmax(logits)[label]; logSoftmax subtracts the max, so large logits are safe. */
+/**
+ * mean over the batch of -log softmax(logits)[label]; logSoftmax subtracts the max, so large logits are safe.
+ * One custom gradient instead of tfjs's chain through neg, mean, sum, mul and logSoftmax: the backward runs the
+ * kernels that chain reduces to, in its order (so the same values), without its reshapes, casts and tape copies:
+ * dlogits = g - sum(g, 1) * exp(logSoftmax), g = onehot * (-dy / batch).
+ */
 export function softmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor): tf.Scalar {
   checkLabels('softmaxCrossEntropy', logits, labels);
-  return tf.tidy(() => {
-    const onehot = tf.cast(tf.oneHot(labels, logits.shape[1]!), logits.dtype);
-    return tf.neg(tf.mean(tf.sum(tf.mul(tf.logSoftmax(logits), onehot), 1))) as tf.Scalar;
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, oh] = args as tf.Tensor[];
+    const ls = tf.logSoftmax(x);
+    (args[2] as tf.GradSaveFunc)([ls, oh]);
+    return {
+      value: tf.neg(tf.mean(tf.sum(tf.mul(ls, oh), 1))),
+      gradFunc: (dy: tf.Tensor, [sls, soh]: tf.Tensor[]) => {
+        const g = tf.mul(soh, tf.div(tf.neg(dy), x.shape[0]!));
+        return [tf.sub(g, tf.mul(tf.sum(g, 1, true), tf.exp(sls))), tf.zeros(soh.shape)];
+      },
+    };
   });
+  return tf.tidy(() => f(logits, tf.cast(tf.oneHot(labels, logits.shape[1]!), logits.dtype)) as tf.Scalar);
 }
 
 /**

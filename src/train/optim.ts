@@ -3,6 +3,7 @@
 // restore it exactly.
 import * as tf from '@tensorflow/tfjs-core';
 import { fromPlain, isPlainTensor, sameShape, toPlain, type PlainTensor } from './plain.js';
+import { adamScalars, adamStep, sgdStep } from '../backend/train_kernels.js';
 
 export interface OptimizerConfig {
   kind: 'sgd' | 'adam' | 'adamw' | (string & {});
@@ -114,23 +115,17 @@ export function createSgd(params: Map<string, tf.Variable>, config: OptimizerCon
   return {
     kind: 'sgd',
     step(grads, lr) {
-      for (const [name, p] of params) {
-        const g = grads.get(name);
-        if (!g) continue;
-        checkGrad(name, p, g);
-        tf.tidy(() => {
-          let d: tf.Tensor = g;
-          if (wd !== 0 && decays(name)) d = tf.add(d, tf.mul(p, wd));
-          if (mu !== 0) {
-            // buf = mu*buf + d; a zero buffer makes the first step buf = d, as PyTorch's clone(d)
-            const buf = slots.get('momentum', name);
-            const nb = tf.add(tf.mul(buf, mu), d);
-            buf.assign(nb);
-            d = nesterov ? tf.add(d, tf.mul(nb, mu)) : nb;
-          }
-          p.assign(tf.sub(p, tf.mul(d, lr)));
-        });
-      }
+      tf.tidy(() => {
+        for (const [name, p] of params) {
+          const g = grads.get(name);
+          if (!g) continue;
+          checkGrad(name, p, g);
+          const buf = mu !== 0 ? slots.get('momentum', name) : undefined;
+          const r = sgdStep(p, g, buf, { lr, wd: decays(name) ? wd : 0, mu, nesterov });
+          if (buf) buf.assign(r.buf!);
+          p.assign(r.p);
+        }
+      });
     },
     state: () => slots.state(),
     load: (s) => slots.load(s),
@@ -152,30 +147,21 @@ export function createAdam(params: Map<string, tf.Variable>, config: OptimizerCo
   return {
     kind,
     step(grads, lr) {
-      for (const [name, p] of params) {
-        const g0 = grads.get(name);
-        if (!g0) continue;
-        checkGrad(name, p, g0);
-        const t = steps.get(name)! + 1;
-        steps.set(name, t);
-        tf.tidy(() => {
-          const decay = wd !== 0 && decays(name);
-          let g: tf.Tensor = g0;
-          let w: tf.Tensor = p;
-          if (decay && decoupled) w = tf.mul(w, 1 - lr * wd);
-          else if (decay) g = tf.add(g, tf.mul(p, wd));
+      tf.tidy(() => {
+        for (const [name, p] of params) {
+          const g = grads.get(name);
+          if (!g) continue;
+          checkGrad(name, p, g);
+          const step = steps.get(name)! + 1;
+          steps.set(name, step);
           const m = slots.get('exp_avg', name);
           const v = slots.get('exp_avg_sq', name);
-          const m1 = tf.add(m, tf.mul(tf.sub(g, m), 1 - b1)); // torch: exp_avg.lerp_(grad, 1 - beta1)
-          const v1 = tf.add(tf.mul(v, b2), tf.mul(tf.mul(g, g), 1 - b2));
-          m.assign(m1);
-          v.assign(v1);
-          const bc1 = 1 - b1 ** t;
-          const bc2Sqrt = Math.sqrt(1 - b2 ** t);
-          const denom = tf.add(tf.div(tf.sqrt(v1), bc2Sqrt), eps);
-          p.assign(tf.sub(w, tf.mul(tf.div(m1, denom), lr / bc1)));
-        });
-      }
+          const r = adamStep(p, g, m, v, adamScalars({ lr, b1, b2, eps, wd: decays(name) ? wd : 0, decoupled, step }));
+          m.assign(r.m);
+          v.assign(r.v);
+          p.assign(r.p);
+        }
+      });
     },
     state() {
       const out = slots.state();

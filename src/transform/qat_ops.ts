@@ -8,11 +8,14 @@ import { attrFloat, attrInt, attrString, GraphError, QATKIT_DOMAIN, type Node } 
 import { batchNorm, conv2dOnnx, axisFor } from '../ops/handlers.js';
 import { registerOp, type OpCtx } from '../ops/registry.js';
 import { fakeQuant } from '../quant/fakequant.js';
+import { channelDiv } from '../backend/train_kernels.js';
 
 /** Installed on a Session under QUANT_SERVICE by the QuantController. */
 export interface QuantHooks {
   /** false: fake-quant is the identity (float forward, e.g. while PTQ calibrates) */
   readonly enabled: boolean;
+  /** true while observers update qparams (observe() then needs the quantizer's input) */
+  readonly observing: boolean;
   /** lets the observer of `key` see x and update the scale/zero-point variables in place */
   observe(key: string, x: tf.Tensor): void;
 }
@@ -36,15 +39,8 @@ export function fqParams(node: Node, prefix = ''): FqParams {
 }
 
 /** Fake-quantize x (rank r) with scale/zp of shape [] or [C] along `axis` (already mapped to x's layout). */
-export function applyFakeQuant(x: tf.Tensor, scale: tf.Tensor, zp: tf.Tensor, p: FqParams, axis: number | undefined): tf.Tensor {
-  let s = scale;
-  let z = zp;
-  if (axis !== undefined && scale.rank === 1) {
-    const shape = x.shape.map((d, i) => (i === axis ? d : 1));
-    s = tf.reshape(scale, shape);
-    z = tf.reshape(zp, shape);
-  }
-  return fakeQuant(x, s, z, { qmin: p.qmin, qmax: p.qmax, estimator: p.estimator });
+export function applyFakeQuant(x: tf.Tensor, scale: tf.Tensor, zp: tf.Tensor, p: FqParams, axis: number | undefined, relu = false): tf.Tensor {
+  return fakeQuant(x, scale, zp, { qmin: p.qmin, qmax: p.qmax, estimator: p.estimator, relu }, scale.rank === 1 ? axis : undefined);
 }
 
 const learned = (est: string) => est === 'lsq';
@@ -58,16 +54,46 @@ registerOp({
   domain: QATKIT_DOMAIN,
   layout: 'elementwise',
   buffers: (n) => (learned(attrString(n, 'estimator', 'ste')) ? [] : [1, 2]),
-  run: (ctx, [x, scale, zp]) => {
+  fusesRelu: true,
+  run: (ctx, [x0, scale, zp]) => {
     const n = ctx.node;
-    if (!x || !scale || !zp) throw new GraphError('FakeQuant needs x, scale and zero_point', n);
+    if (!x0 || !scale || !zp) throw new GraphError('FakeQuant needs x, scale and zero_point', n);
     const h = hooks(ctx);
-    h?.observe(n.name, x);
+    // x0 before the Relu that feeds this node (ctx.reluInput): relu inside the fake-quant unless relu(x0) is needed
+    const fused = ctx.reluInput === true && (!h || (h.enabled && !h.observing));
+    const x = ctx.reluInput && !fused ? tf.relu(x0) : x0;
+    if (!fused) h?.observe(n.name, x);
     if (h && !h.enabled) return [tf.clone(x)];
     const p = fqParams(n);
-    return [applyFakeQuant(x, scale, zp, p, p.axis === undefined ? undefined : axisFor(ctx, p.axis, x.rank))];
+    return [applyFakeQuant(x, scale, zp, p, p.axis === undefined ? undefined : axisFor(ctx, p.axis, x.rank), fused)];
   },
 });
+
+// The two small pieces of ConvBn's folding as custom gradients that run the kernels tfjs's own gradients would
+// (same values, same accumulation order on the tape), without the tape's per-op copies, casts and reshapes.
+
+/** gamma / sqrt(variance + eps), differentiable in gamma (the running variance is a buffer): dgamma = dsf / root. */
+export function bnScaleFactor(gamma: tf.Tensor, variance: tf.Tensor, eps: number): tf.Tensor {
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const root = tf.sqrt(tf.add(variance, eps));
+    (args[1] as tf.GradSaveFunc)([root]);
+    return { value: tf.div(args[0] as tf.Tensor, root), gradFunc: (dy: tf.Tensor, [r]: tf.Tensor[]) => [tf.div(dy, r)] };
+  });
+  return f(gamma);
+}
+
+/** w [O, I, kh, kw] times sf [O] per output channel: dw = dy * sf, dsf = sum(dy * w) over I, kh, kw. */
+export function foldWeight(w: tf.Tensor, sf: tf.Tensor): tf.Tensor {
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [ww, s] = args as tf.Tensor[];
+    (args[2] as tf.GradSaveFunc)([ww, s]);
+    return {
+      value: tf.mul(ww, tf.reshape(s, [-1, 1, 1, 1])),
+      gradFunc: (dy: tf.Tensor, [sw, ss]: tf.Tensor[]) => [tf.mul(dy, tf.reshape(ss, [-1, 1, 1, 1])), tf.sum(tf.mul(dy, sw), [1, 2, 3])],
+    };
+  });
+  return f(w, sf);
+}
 
 registerOp({
   op: 'ConvBn',
@@ -79,13 +105,13 @@ registerOp({
     if (!x || !w || !gamma || !beta || !mean || !variance || !ws || !wz) throw new GraphError('ConvBn is missing inputs', n);
     const eps = attrFloat(n, 'epsilon', 1e-5);
     // scale factor from the running variance, as PyTorch's approximate ConvBn forward
-    const sf = tf.div(gamma, tf.sqrt(tf.add(variance, eps)));
-    const wFold = tf.mul(w, tf.reshape(sf, [-1, 1, 1, 1]));
+    const sf = bnScaleFactor(gamma, variance, eps);
+    const wFold = foldWeight(w, sf);
     const h = hooks(ctx);
     h?.observe(`${n.name}/weight`, wFold);
     const wq = h && !h.enabled ? wFold : applyFakeQuant(wFold, ws, wz, fqParams(n, 'w_'), 0);
     let y: tf.Tensor = conv2dOnnx(n, x as tf.Tensor4D, wq as tf.Tensor4D);
-    y = tf.div(y, sf); // NHWC: channel is last, [C] broadcasts
+    y = channelDiv(y, sf); // NHWC: channel is last
     if (b) y = tf.add(y, b);
     return [batchNorm(ctx, y, gamma, beta, n.inputs[5], n.inputs[6], mean, variance)];
   },

@@ -1,0 +1,112 @@
+// The native optimizer kernels give the same bits as their tfjs-op reference, over a few steps and every option.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, nativeLoadError } from './index.js';
+import { randArray, rng } from './test_util.js';
+import { fakeQuantGradKernel, fakeQuantSteGradKernel } from './fakequant_kernels.js';
+import { adamScalars, adamStep, adamStepOps, channelDiv, sgdStep, sgdStepOps, type SgdScalars } from './train_kernels.js';
+
+const active = await initBackend('native');
+const skip = active !== 'qatkit-native' ? `native backend not available: ${nativeLoadError()}` : false;
+const N = 70001; // more than one thread's share, and odd
+
+function sameBits(a: tf.Tensor, b: tf.Tensor, what: string): void {
+  const x = new Uint32Array((a.dataSync() as Float32Array).slice().buffer);
+  const y = new Uint32Array((b.dataSync() as Float32Array).slice().buffer);
+  assert.equal(x.length, y.length, what);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) assert.fail(`${what}[${i}]: ${a.dataSync()[i]} vs ${b.dataSync()[i]}`);
+}
+
+const SGD: SgdScalars[] = [
+  { lr: 0.1, wd: 0, mu: 0, nesterov: false },
+  { lr: 0.01, wd: 5e-4, mu: 0.9, nesterov: false },
+  { lr: 0.03, wd: 1e-2, mu: 0.8, nesterov: true },
+  { lr: 0.05, wd: 0, mu: 0.9, nesterov: false },
+];
+
+test('QatSgdStep equals the tfjs-op update bit for bit', { skip }, () => {
+  assert.ok(tf.getKernel('QatSgdStep', tf.getBackend()), 'the native backend registers QatSgdStep');
+  const r = rng(7);
+  for (const s of SGD) {
+    tf.tidy(() => {
+      let pk = tf.tensor(randArray(r, N, -2, 2)), pr = pk;
+      let bk: tf.Tensor | undefined = s.mu ? tf.zeros([N]) : undefined, br = bk;
+      for (let step = 0; step < 3; step++) {
+        const g = tf.tensor(randArray(r, N, -1, 1));
+        const k = sgdStep(pk, g, bk, s), o = sgdStepOps(pr, g, br, s);
+        [pk, bk, pr, br] = [k.p, k.buf, o.p, o.buf];
+      }
+      sameBits(pk, pr, `sgd ${JSON.stringify(s)} p`);
+      if (s.mu) sameBits(bk!, br!, `sgd ${JSON.stringify(s)} buf`);
+      else assert.equal(bk, undefined);
+    });
+  }
+});
+
+test('QatAdamStep equals the tfjs-op update bit for bit (Adam, L2 Adam, AdamW)', { skip }, () => {
+  assert.ok(tf.getKernel('QatAdamStep', tf.getBackend()), 'the native backend registers QatAdamStep');
+  const r = rng(8);
+  for (const [wd, decoupled] of [[0, false], [1e-2, false], [1e-2, true]] as const) {
+    tf.tidy(() => {
+      let pk = tf.tensor(randArray(r, N, -2, 2)), pr = pk;
+      let mk = tf.zeros([N]), mr = mk, vk = tf.zeros([N]), vr = vk;
+      for (let step = 1; step <= 3; step++) {
+        const g = tf.tensor(randArray(r, N, -1, 1));
+        const s = adamScalars({ lr: 1e-3, b1: 0.9, b2: 0.999, eps: 1e-8, wd, decoupled, step });
+        const k = adamStep(pk, g, mk, vk, s), o = adamStepOps(pr, g, mr, vr, s);
+        [pk, mk, vk, pr, mr, vr] = [k.p, k.m, k.v, o.p, o.m, o.v];
+      }
+      const what = `adam wd=${wd} decoupled=${decoupled}`;
+      sameBits(pk, pr, `${what} p`);
+      sameBits(mk, mr, `${what} m`);
+      sameBits(vk, vr, `${what} v`);
+    });
+  }
+});
+
+test('channelDiv: QatChannelDiv is tf.div bit for bit; its gradient too, up to the order of the per-channel sum', { skip }, () => {
+  const r = rng(9);
+  for (const shape of [[32, 9, 9, 16], [3, 5, 7], [1000, 1]]) {
+    tf.tidy(() => {
+      const n = shape.reduce((a, b) => a * b, 1), c = shape[shape.length - 1];
+      const x = tf.tensor(randArray(r, n, -3, 3), shape), s = tf.tensor(randArray(r, c, 0.2, 2)), dy = tf.tensor(randArray(r, n), shape);
+      const f = (div: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor) => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(div(a, b), dy)));
+      sameBits(channelDiv(x, s), tf.div(x, s), `y ${shape}`);
+      const [gx, gs] = f(channelDiv)([x, s]);
+      const [rx, rs] = f(tf.div)([x, s]);
+      sameBits(gx, rx, `dx ${shape}`);
+      const a = gs.dataSync(), b = rs.dataSync();
+      b.forEach((v, i) => assert.ok(Math.abs(a[i] - v) <= 1e-5 * (Math.abs(v) + 1e-3), `ds[${i}] ${a[i]} vs ${v}`));
+    });
+  }
+});
+
+test('Relu gradient (QatReluGrad) equals tfjs\'s dy * step(x), NaN, -0 and Infinity included', { skip }, () => {
+  assert.ok(tf.getKernel('QatReluGrad', tf.getBackend()), 'the native backend registers QatReluGrad');
+  const r = rng(10);
+  const xv = randArray(r, N), dv = randArray(r, N);
+  xv.set([NaN, 0, -0, Infinity, -Infinity, 1e-40, -1e-40, 2, -2]);
+  dv.set([1, -1, -2, 3, Infinity, -Infinity, NaN, -0, -5]);
+  tf.tidy(() => {
+    const x = tf.tensor(xv), dy = tf.tensor(dv);
+    const got = tf.grad((a: tf.Tensor) => tf.relu(a))(x, dy);
+    sameBits(got, tf.mul(dy, tf.cast(tf.step(x), 'float32')), 'relu dx');
+  });
+});
+
+test('QatFakeQuantSteGrad gives QatFakeQuantGrad\'s dx bit for bit (ties, clamping, per tensor and per channel)', { skip }, () => {
+  const r = rng(11);
+  const shape = [5, 7, 9, 12];
+  const n = 5 * 7 * 9 * 12;
+  const x = randArray(r, n, -4, 4);
+  for (let i = 0; i < n; i += 3) x[i] = (Math.round(x[i] * 10) + 0.5) / 10; // ties at scale 0.1
+  tf.tidy(() => {
+    const xs = tf.tensor(x, shape), dy = tf.tensor(randArray(r, n), shape);
+    for (const [axis, c] of [[-1, 1], [3, 12], [0, 5]]) {
+      const s = tf.tensor(Float32Array.from({ length: c }, (_, i) => 0.1 * (1 + (i % 3)))), z = tf.tensor(Float32Array.from({ length: c }, (_, i) => i % 4));
+      const want = fakeQuantGradKernel(dy, xs, s, z, -8, 7, axis).dx;
+      sameBits(fakeQuantSteGradKernel(dy, xs, s, z, -8, 7, axis), want, `axis ${axis}`);
+    }
+  });
+});

@@ -1,0 +1,202 @@
+/**
+ * Training-step kernels of the native backend that stand for chains of tfjs ops, with the tfjs-op path elsewhere:
+ *
+ *   QatSgdStep        {p, g, buf?}  {lr, wd, mu, nesterov}  -> [p', buf'] ([p'] when mu = 0)
+ *   QatAdamStep       {p, g, m, v}  AdamScalars             -> [p', m', v']
+ *   QatChannelDiv     {x, s}                                -> x / s (s: [C], the last axis of x)
+ *   QatChannelDivGrad {dy, x, s}                            -> [dy / s, -sum(dy*x) / s^2 per channel]
+ *   QatReluGrad       {dy, x}                               -> dy * step(x)
+ *
+ * The kernels (native/train_ops.cc) do, per element, the float32 operations of the tfjs-op path in the same order,
+ * so both give the same bits, except that QatChannelDivGrad's per-channel sum adds in another order (float
+ * reassociation, as any two reductions). Composed from tfjs ops an SGD-momentum update with weight decay takes six
+ * kernel calls per parameter, Adam about a dozen; x / s and its gradient eleven calls and four passes over x.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import type { NativeAddon } from './native_addon.js';
+
+interface TrainBackend {
+  addon: NativeAddon;
+  f32(t: TensorInfo): Float32Array;
+  out(shape: number[], v: Float32Array): TensorInfo;
+  alloc(n: number): Float32Array;
+}
+
+/** SGD hyper-parameters of one update; wd = 0 for a parameter without weight decay, mu = 0 without momentum. */
+export interface SgdScalars {
+  lr: number;
+  wd: number;
+  mu: number;
+  nesterov: boolean;
+}
+
+/**
+ * Adam's per-step constants, as torch.optim.Adam(W) computes them: decay = 1 - lr*wd for AdamW (1 otherwise),
+ * wd the L2 factor added to the gradient (Adam; 0 otherwise), stepSize = lr / (1 - b1^t), bc2Sqrt = sqrt(1 - b2^t).
+ */
+export interface AdamScalars {
+  decay: number;
+  wd: number;
+  oneMinusB1: number;
+  b2: number;
+  oneMinusB2: number;
+  bc2Sqrt: number;
+  eps: number;
+  stepSize: number;
+}
+
+export function adamScalars(o: { lr: number; b1: number; b2: number; eps: number; wd: number; decoupled: boolean; step: number }): AdamScalars {
+  return {
+    decay: o.decoupled && o.wd !== 0 ? 1 - o.lr * o.wd : 1,
+    wd: o.decoupled ? 0 : o.wd,
+    oneMinusB1: 1 - o.b1,
+    b2: o.b2,
+    oneMinusB2: 1 - o.b2,
+    bc2Sqrt: Math.sqrt(1 - o.b2 ** o.step),
+    eps: o.eps,
+    stepSize: o.lr / (1 - o.b1 ** o.step),
+  };
+}
+
+const sgdKernel: KernelFunc = ({ inputs, backend, attrs }) => {
+  const be = backend as unknown as TrainBackend;
+  const { p, g, buf } = inputs as { p: TensorInfo; g: TensorInfo; buf?: TensorInfo };
+  const { lr, wd, mu, nesterov } = attrs as unknown as SgdScalars;
+  const pv = be.f32(p);
+  const pOut = be.alloc(pv.length);
+  const bufOut = mu !== 0 ? be.alloc(pv.length) : null;
+  be.addon.sgdStep(pv, be.f32(g), buf && mu !== 0 ? be.f32(buf) : null, pOut, bufOut, lr, wd, mu, nesterov);
+  const outs = [be.out(p.shape.slice(), pOut)];
+  if (bufOut) outs.push(be.out(p.shape.slice(), bufOut));
+  return outs;
+};
+
+const adamKernel: KernelFunc = ({ inputs, backend, attrs }) => {
+  const be = backend as unknown as TrainBackend;
+  const { p, g, m, v } = inputs as Record<'p' | 'g' | 'm' | 'v', TensorInfo>;
+  const s = attrs as unknown as AdamScalars;
+  const pv = be.f32(p);
+  const [pOut, mOut, vOut] = [0, 1, 2].map(() => be.alloc(pv.length));
+  be.addon.adamStep(pv, be.f32(g), be.f32(m), be.f32(v), pOut, mOut, vOut, s.decay, s.wd, s.oneMinusB1, s.b2, s.oneMinusB2,
+    s.bc2Sqrt, s.eps, s.stepSize);
+  return [pOut, mOut, vOut].map((o) => be.out(p.shape.slice(), o));
+};
+
+const lastAxis = (t: TensorInfo) => t.shape[t.shape.length - 1];
+
+const channelDivKernel: KernelFunc = ({ inputs, backend }) => {
+  const be = backend as unknown as TrainBackend;
+  const { x, s } = inputs as Record<'x' | 's', TensorInfo>;
+  const xv = be.f32(x);
+  const y = be.alloc(xv.length);
+  be.addon.channelDiv(xv, be.f32(s), y, lastAxis(x));
+  return be.out(x.shape.slice(), y);
+};
+
+const channelDivGradKernel: KernelFunc = ({ inputs, backend }) => {
+  const be = backend as unknown as TrainBackend;
+  const { dy, x, s } = inputs as Record<'dy' | 'x' | 's', TensorInfo>;
+  const xv = be.f32(x);
+  const dx = be.alloc(xv.length), ds = new Float32Array(lastAxis(x));
+  be.addon.channelDivGrad(be.f32(dy), xv, be.f32(s), dx, ds, lastAxis(x));
+  return [be.out(x.shape.slice(), dx), be.out(s.shape.slice(), ds)];
+};
+
+const reluGradKernel: KernelFunc = ({ inputs, backend }) => {
+  const be = backend as unknown as TrainBackend;
+  const { dy, x } = inputs as Record<'dy' | 'x', TensorInfo>;
+  const xv = be.f32(x);
+  const dx = be.alloc(xv.length);
+  be.addon.reluGrad(be.f32(dy), xv, dx);
+  return be.out(x.shape.slice(), dx);
+};
+
+export function trainKernelConfigs(backendName: string): KernelConfig[] {
+  return [
+    { kernelName: 'QatSgdStep', backendName, kernelFunc: sgdKernel },
+    { kernelName: 'QatAdamStep', backendName, kernelFunc: adamKernel },
+    { kernelName: 'QatChannelDiv', backendName, kernelFunc: channelDivKernel },
+    { kernelName: 'QatChannelDivGrad', backendName, kernelFunc: channelDivGradKernel },
+    { kernelName: 'QatReluGrad', backendName, kernelFunc: reluGradKernel },
+  ];
+}
+
+const hasKernel = (name: string) => tf.getKernel(name, tf.getBackend()) != null;
+
+/** The SGD update composed from tfjs ops (any backend; the reference the kernel matches). */
+export function sgdStepOps(p: tf.Tensor, g: tf.Tensor, buf: tf.Tensor | undefined, s: SgdScalars): { p: tf.Tensor; buf?: tf.Tensor } {
+  return tf.tidy(() => {
+    let d = g;
+    if (s.wd !== 0) d = tf.add(d, tf.mul(p, s.wd));
+    let nb: tf.Tensor | undefined;
+    if (s.mu !== 0) {
+      // buf = mu*buf + d; a zero buffer makes the first step buf = d, as PyTorch's clone(d)
+      nb = tf.add(tf.mul(buf!, s.mu), d);
+      d = s.nesterov ? tf.add(d, tf.mul(nb, s.mu)) : nb;
+    }
+    return { p: tf.sub(p, tf.mul(d, s.lr)), buf: nb };
+  });
+}
+
+/** One SGD update of p (torch.optim.SGD); buf is the momentum buffer (needed when mu != 0). New tensors out. */
+export function sgdStep(p: tf.Tensor, g: tf.Tensor, buf: tf.Tensor | undefined, s: SgdScalars): { p: tf.Tensor; buf?: tf.Tensor } {
+  if (s.mu !== 0 && !buf) throw new Error('sgdStep: momentum needs a buffer');
+  if (!hasKernel('QatSgdStep') || p.dtype !== 'float32' || g.dtype !== 'float32') return sgdStepOps(p, g, buf, s);
+  const inputs: tf.NamedTensorMap = s.mu !== 0 ? { p, g, buf: buf! } : { p, g };
+  const [np, nb] = tf.engine().runKernel('QatSgdStep', inputs, { ...s }) as tf.Tensor[];
+  return { p: np, buf: nb };
+}
+
+/** The Adam update composed from tfjs ops (any backend; the reference the kernel matches). */
+export function adamStepOps(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, s: AdamScalars): { p: tf.Tensor; m: tf.Tensor; v: tf.Tensor } {
+  return tf.tidy(() => {
+    const gw = s.wd !== 0 ? tf.add(g, tf.mul(p, s.wd)) : g;
+    const w = s.decay !== 1 ? tf.mul(p, s.decay) : p;
+    const m1 = tf.add(m, tf.mul(tf.sub(gw, m), s.oneMinusB1)); // torch: exp_avg.lerp_(grad, 1 - beta1)
+    const v1 = tf.add(tf.mul(v, s.b2), tf.mul(tf.mul(gw, gw), s.oneMinusB2));
+    const denom = tf.add(tf.div(tf.sqrt(v1), s.bc2Sqrt), s.eps);
+    return { p: tf.sub(w, tf.mul(tf.div(m1, denom), s.stepSize)), m: m1, v: v1 };
+  });
+}
+
+/** One Adam / AdamW update of p with moments m, v. New tensors out. */
+export function adamStep(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, s: AdamScalars): { p: tf.Tensor; m: tf.Tensor; v: tf.Tensor } {
+  if (!hasKernel('QatAdamStep') || [p, g, m, v].some((t) => t.dtype !== 'float32')) return adamStepOps(p, g, m, v, s);
+  const [np, nm, nv] = tf.engine().runKernel('QatAdamStep', { p, g, m, v }, { ...s }) as tf.Tensor[];
+  return { p: np, m: nm, v: nv };
+}
+
+/** x / s for s of shape [C] on the last axis of x, differentiable in both: one kernel each way where the backend has them. */
+export function channelDiv(x: tf.Tensor, s: tf.Tensor): tf.Tensor {
+  const fits = s.rank === 1 && x.rank > 0 && s.shape[0] === x.shape[x.rank - 1] && x.dtype === 'float32' && s.dtype === 'float32';
+  if (!fits || !hasKernel('QatChannelDiv')) return tf.div(x, s);
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xx, ss] = args as tf.Tensor[];
+    (args[2] as tf.GradSaveFunc)([xx, ss]);
+    return {
+      value: tf.engine().runKernel('QatChannelDiv', { x: xx, s: ss }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, [sx, sd]: tf.Tensor[]) => tf.engine().runKernel('QatChannelDivGrad', { dy, x: sx, s: sd }) as tf.Tensor[],
+    };
+  });
+  return f(x, s);
+}
+
+/**
+ * Replaces tfjs's Relu gradient, dy * cast(step(x)) (three kernel calls, two passes), by the one-pass QatReluGrad
+ * where the active backend has it; same values. Call after tfjs's gradients are registered.
+ */
+export function registerReluGradient(): void {
+  tf.registerGradient({
+    kernelName: 'Relu',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved) => {
+      const [x] = saved;
+      const fused = hasKernel('QatReluGrad') && x.dtype === 'float32' && (dy as tf.Tensor).dtype === 'float32';
+      return {
+        x: () => (fused ? (tf.engine().runKernel('QatReluGrad', { dy: dy as tf.Tensor, x }) as tf.Tensor)
+          : tf.mul(dy as tf.Tensor, tf.cast(tf.step(x), 'float32'))),
+      };
+    },
+  });
+}
