@@ -64,6 +64,29 @@ struct ConvA final : ASource {
       }
     }
   }
+  // Wide: every window is inside, so a pointer is the pixel's window corner plus the piece's
+  // offset (kernel row kh, position within it).
+  void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const override {
+    if (!wide) return ASource::tile(i0, mr, MR, pk, np, out);
+    const float* base[kMaxMR];
+    int64_t ow = i0 % d.OW, oh = (i0 / d.OW) % d.OH, b = i0 / (d.OW * d.OH);
+    for (int r = 0; r < mr; r++) {
+      base[r] = x + ((b * Hs + oh * d.sh - d.pt + offH) * Ws + ow * d.sw - d.pl + offW) * d.CI;
+      if (++ow == d.OW) {
+        ow = 0;
+        if (++oh == d.OH) {
+          oh = 0;
+          ++b;
+        }
+      }
+    }
+    for (int r = mr; r < MR; r++) base[r] = base[0];
+    const int64_t u = d.KW * d.CI;
+    for (int64_t p = 0; p < np; p++) {
+      const int64_t off = pk[p] / u * d.dh * Ws * d.CI + pk[p] % u;
+      for (int r = 0; r < MR; r++) out[p * MR + r] = base[r] + off;
+    }
+  }
 };
 
 // A = im2col(x)^T: rows i = taps (kh, kw, ci), k = output pixels (b, oh, ow). Reads a
@@ -92,12 +115,48 @@ struct Im2colTA final : ASource {
       }
     }
   }
+  // A pointer is the tap's offset plus the piece's (output row start) pixel.
+  void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const override {
+    int64_t toff[kMaxMR];
+    int64_t ci = i0 % d.CI, t = i0 / d.CI;
+    for (int r = 0; r < mr; r++) {
+      toff[r] = (t / d.KW * d.dh * Wp + t % d.KW * d.dw) * d.CI + ci;
+      if (++ci == d.CI) {
+        ci = 0;
+        ++t;
+      }
+    }
+    for (int r = mr; r < MR; r++) toff[r] = toff[0];
+    for (int64_t p = 0; p < np; p++) {
+      const int64_t k = pk[p], ow = k % d.OW, oh = (k / d.OW) % d.OH, b = k / (d.OW * d.OH);
+      const float* base = xp + ((b * Hp + oh * d.sh) * Wp + ow * d.sw) * d.CI;
+      for (int r = 0; r < MR; r++) out[p * MR + r] = base + toff[r];
+    }
+  }
 };
 
-// Copies x into a zero-padded buffer in which every window of the conv lies inside;
-// returns x itself when no padding is needed.
-static const float* padded_input(const Conv2DDims& d, const float* x, std::vector<float>& buf, int64_t& Hp,
-                                 int64_t& Wp) {
+// Working memory of a conv: up to 16 MB from the calling thread's buffers (one per slot,
+// kept between calls: batch-parallel tasks pad or unfold one chunk of images at a time),
+// larger requests from a buffer of its own, freed with it.
+class Scratch {
+ public:
+  float* get(int slot, size_t n) {
+    if (n > ((size_t)4 << 20)) {
+      own_[slot].resize(n);
+      return own_[slot].data();
+    }
+    thread_local std::vector<float> keep[2];
+    if (keep[slot].size() < n) keep[slot].resize(n);
+    return keep[slot].data();
+  }
+
+ private:
+  std::vector<float> own_[2];
+};
+
+// Copies x into a zero-padded buffer (scratch slot 0) in which every window of the conv lies
+// inside, writing each element once; returns x itself when no padding is needed.
+static const float* padded_input(const Conv2DDims& d, const float* x, Scratch& sc, int64_t& Hp, int64_t& Wp) {
   Hp = std::max<int64_t>((d.OH - 1) * d.sh + (d.KH - 1) * d.dh + 1, 1);
   Wp = std::max<int64_t>((d.OW - 1) * d.sw + (d.KW - 1) * d.dw + 1, 1);
   if (d.pt == 0 && d.pl == 0 && Hp <= d.H && Wp <= d.W) {
@@ -105,25 +164,46 @@ static const float* padded_input(const Conv2DDims& d, const float* x, std::vecto
     Wp = d.W;
     return x;
   }
-  buf.assign((size_t)(d.B * Hp * Wp * d.CI), 0.f);
-  float* xp = buf.data();
-  parallel_range(d.B * Hp, 16, [&](int64_t s, int64_t e) {
-    for (int64_t bh = s; bh < e; bh++) {
-      const int64_t b = bh / Hp, hp = bh % Hp, ih = hp - d.pt;
-      if (ih < 0 || ih >= d.H) continue;
-      const int64_t w0 = std::max<int64_t>(0, d.pl), iw0 = w0 - d.pl;
-      const int64_t cnt = std::min(Wp - w0, d.W - iw0);
-      if (cnt > 0)
-        std::memcpy(xp + ((b * Hp + hp) * Wp + w0) * d.CI, x + ((b * d.H + ih) * d.W + iw0) * d.CI,
-                    sizeof(float) * cnt * d.CI);
+  float* xp = sc.get(0, (size_t)(d.B * Hp * Wp * d.CI));
+  const int64_t w0 = std::min(Wp, std::max<int64_t>(0, d.pl)), iw0 = w0 - d.pl;
+  const int64_t cnt = std::max<int64_t>(0, std::min(Wp - w0, d.W - iw0));
+  for (int64_t bh = 0; bh < d.B * Hp; bh++) {
+    const int64_t b = bh / Hp, ih = bh % Hp - d.pt;
+    float* row = xp + bh * Wp * d.CI;
+    if (ih < 0 || ih >= d.H || cnt == 0) {
+      std::memset(row, 0, sizeof(float) * Wp * d.CI);
+      continue;
     }
-  });
+    std::memset(row, 0, sizeof(float) * w0 * d.CI);
+    std::memcpy(row + w0 * d.CI, x + ((b * d.H + ih) * d.W + iw0) * d.CI, sizeof(float) * cnt * d.CI);
+    std::memset(row + (w0 + cnt) * d.CI, 0, sizeof(float) * (Wp - w0 - cnt) * d.CI);
+  }
   return xp;
 }
 
-}  // namespace
+// Batch-parallel convolutions: tasks of whole images, each padded/unfolded in its thread's
+// scratch (cache-resident) and multiplied by a single-threaded GEMM. Images per task depend
+// on the shape only (never on the thread count), so partial sums merge identically
+// everywhere. Returns 0 when the batch is too small to split: callers then run one
+// multithreaded GEMM over the whole batch.
+static int64_t images_per_task(const Conv2DDims& d, double macs_per_image, double target) {
+  const int64_t per = std::max<int64_t>(1, (int64_t)std::ceil(target / std::max(1.0, macs_per_image)));
+  return (d.B + per - 1) / per >= 4 ? per : 0;
+}
 
-void conv2d_forward(const Conv2DDims& d, const float* x, const float* w, float* y) {
+template <class F>
+static void for_image_tasks(int64_t B, int64_t per, F&& f) {
+  ThreadPool::get().parallel_for((B + per - 1) / per, [&](int64_t t) { f(t, t * per, std::min(B, (t + 1) * per)); });
+}
+
+static Conv2DDims images(const Conv2DDims& d, int64_t n) {
+  Conv2DDims c = d;
+  c.B = n;
+  return c;
+}
+
+// y = conv(x, w) for the images of d; single_thread: this is one task of a batch-parallel conv.
+static void conv_forward_gemm(const Conv2DDims& d, const float* x, const float* w, float* y, bool single_thread) {
   const int64_t M = d.B * d.OH * d.OW, K = d.KH * d.KW * d.CI;
   // Does every window lie inside the input?
   const bool inside = d.pt <= 0 && d.pl <= 0 && (d.OH - 1) * d.sh - d.pt + (d.KH - 1) * d.dh < d.H &&
@@ -132,24 +212,85 @@ void conv2d_forward(const Conv2DDims& d, const float* x, const float* w, float* 
   DenseB bw(w, d.CO, false);
   if (inside && d.dw == 1) {
     ConvA a(d, x, d.H, d.W, 0, 0, true, zeros.data());
-    gemm(M, d.CO, K, a, bw, y, d.CO, false);
-  } else if (d.dw == 1 && d.CI < 32) {
-    // Few channels: per-tap runs would be short, so copy into a zero-padded input once.
-    std::vector<float> buf;
+    gemm(M, d.CO, K, a, bw, y, d.CO, false, single_thread);
+  } else if (d.dw == 1 && (d.CI < 32 || single_thread)) {
+    // Few channels (per-tap runs would be short) or one task's images: pad them once.
+    Scratch sc;
     int64_t Hp, Wp;
-    const float* xp = padded_input(d, x, buf, Hp, Wp);
+    const float* xp = padded_input(d, x, sc, Hp, Wp);
     ConvA a(d, xp, Hp, Wp, d.pt, d.pl, true, zeros.data());
-    gemm(M, d.CO, K, a, bw, y, d.CO, false);
+    gemm(M, d.CO, K, a, bw, y, d.CO, false, single_thread);
   } else {
     ConvA a(d, x, d.H, d.W, 0, 0, false, zeros.data());
-    gemm(M, d.CO, K, a, bw, y, d.CO, false);
+    gemm(M, d.CO, K, a, bw, y, d.CO, false, single_thread);
   }
 }
 
-void conv2d_backprop_input(const Conv2DDims& d, const float* dy, const float* w, float* dx) {
+}  // namespace
+
+void conv2d_forward(const Conv2DDims& d, const float* x, const float* w, float* y) {
+  const int64_t per = images_per_task(d, (double)d.OH * d.OW * d.CO * d.KH * d.KW * d.CI, 1 << 20);
+  if (!per) return conv_forward_gemm(d, x, w, y, false);
+  const int64_t xs = d.H * d.W * d.CI, ys = d.OH * d.OW * d.CO;
+  for_image_tasks(d.B, per, [&](int64_t, int64_t b0, int64_t b1) {
+    conv_forward_gemm(images(d, b1 - b0), x + b0 * xs, w, y + b0 * ys, true);
+  });
+}
+
+namespace {
+
+// dx of the images of d (zeroed here) += each column of col[p, (kh,kw,ci)] at its tap: with
+// dilation 1 the taps of one kernel row cover KW*CI contiguous floats of both.
+QK_MULTI(void, col2im_add, (const Conv2DDims& d, const float* col, float* dx), (d, col, dx)) {
   const int64_t K = d.KH * d.KW * d.CI;
-  if (d.sh == 1 && d.sw == 1) {
-    // Stride 1: dx is the correlation of dy with the flipped, transposed filter.
+  std::memset(dx, 0, sizeof(float) * d.B * d.H * d.W * d.CI);
+  for (int64_t p = 0; p < d.B * d.OH * d.OW; p++) {
+    const int64_t ow = p % d.OW, oh = p / d.OW % d.OH, b = p / (d.OW * d.OH);
+    const float* c = col + p * K;
+    const int64_t w0 = ow * d.sw - d.pl;
+    for (int64_t kh = 0; kh < d.KH; kh++) {
+      const int64_t h = oh * d.sh - d.pt + kh * d.dh;
+      if (h < 0 || h >= d.H) continue;
+      float* row = dx + (b * d.H + h) * d.W * d.CI;
+      const float* ck = c + kh * d.KW * d.CI;
+      if (d.dw == 1) {
+        const int64_t kw0 = std::max<int64_t>(0, -w0), kw1 = std::min(d.KW, d.W - w0);
+        float* o = row + (w0 + kw0) * d.CI;
+        const float* src = ck + kw0 * d.CI;
+        for (int64_t i = 0; i < (kw1 - kw0) * d.CI; i++) o[i] += src[i];
+        continue;
+      }
+      for (int64_t kw = 0; kw < d.KW; kw++) {
+        const int64_t w = w0 + kw * d.dw;
+        if (w < 0 || w >= d.W) continue;
+        float* o = row + w * d.CI;
+        const float* src = ck + kw * d.CI;
+        for (int64_t ci = 0; ci < d.CI; ci++) o[ci] += src[ci];
+      }
+    }
+  }
+}
+
+// dx for the images of d through col[p, (kh,kw,ci)] = dy[p, :] . w[(kh,kw,ci), :].
+static void conv_backprop_input_col(const Conv2DDims& d, const float* dy, const float* w, float* dx,
+                                    bool single_thread) {
+  const int64_t P = d.OH * d.OW, K = d.KH * d.KW * d.CI;
+  Scratch sc;
+  float* col = sc.get(1, (size_t)(d.B * P * K));
+  sgemm(false, true, d.B * P, K, d.CO, dy, d.CO, w, d.CO, col, K, false, single_thread);
+  if (single_thread) return col2im_add(d, col, dx);
+  parallel_range(d.B, 1, [&](int64_t s, int64_t e) {
+    col2im_add(images(d, e - s), col + s * P * K, dx + s * d.H * d.W * d.CI);
+  });
+}
+
+}  // namespace
+
+void conv2d_backprop_input(const Conv2DDims& d, const float* dy, const float* w, float* dx) {
+  // Stride 1 with enough input channels: dx is the correlation of dy with the flipped,
+  // transposed filter. Otherwise (strided, or too few input channels for the GEMM's N) the
+  // columns of dy . w^T are gathered.
+  if (d.sh == 1 && d.sw == 1 && d.CI >= 16) {
     std::vector<float> wf((size_t)(d.KH * d.KW * d.CO * d.CI));
     for (int64_t kh = 0; kh < d.KH; kh++)
       for (int64_t kw = 0; kw < d.KW; kw++)
@@ -162,50 +303,48 @@ void conv2d_backprop_input(const Conv2DDims& d, const float* dy, const float* w,
     conv2d_forward(t, dy, wf.data(), dx);
     return;
   }
-  // Strided: col[m, (kh,kw,ci)] = dy[m, :] . w[(kh,kw,ci), :], then gather col into dx.
-  const int64_t P = d.OH * d.OW;
-  const int64_t imgs = std::max<int64_t>(1, std::min<int64_t>(d.B, (int64_t)(16 << 20) / std::max<int64_t>(1, P * K)));
-  std::vector<float> col((size_t)(imgs * P * K));
-  for (int64_t b0 = 0; b0 < d.B; b0 += imgs) {
-    const int64_t nb = std::min(imgs, d.B - b0);
-    sgemm(false, true, nb * P, K, d.CO, dy + b0 * P * d.CO, d.CO, w, d.CO, col.data(), K, false);
-    parallel_range(nb * d.H, 4, [&](int64_t s, int64_t e) {
-      for (int64_t bh = s; bh < e; bh++) {
-        const int64_t bl = bh / d.H, h = bh % d.H;
-        float* o = dx + ((b0 + bl) * d.H + h) * d.W * d.CI;
-        std::memset(o, 0, sizeof(float) * d.W * d.CI);
-        for (int64_t kh = 0; kh < d.KH; kh++) {
-          const int64_t th = h + d.pt - kh * d.dh;
-          if (th < 0 || th % d.sh) continue;
-          const int64_t oh = th / d.sh;
-          if (oh >= d.OH) continue;
-          for (int64_t w_ = 0; w_ < d.W; w_++) {
-            float* ow_ = o + w_ * d.CI;
-            for (int64_t kw = 0; kw < d.KW; kw++) {
-              const int64_t tw = w_ + d.pl - kw * d.dw;
-              if (tw < 0 || tw % d.sw) continue;
-              const int64_t owi = tw / d.sw;
-              if (owi >= d.OW) continue;
-              const float* src = col.data() + ((bl * d.OH + oh) * d.OW + owi) * K + (kh * d.KW + kw) * d.CI;
-              for (int64_t ci = 0; ci < d.CI; ci++) ow_[ci] += src[ci];
-            }
-          }
-        }
-      }
-    });
+  const int64_t P = d.OH * d.OW, K = d.KH * d.KW * d.CI;
+  const int64_t per = images_per_task(d, (double)P * K * d.CO, 1 << 20);
+  if (!per) {
+    // Few images: in blocks whose columns take at most 64 MB.
+    const int64_t imgs = std::max<int64_t>(1, std::min<int64_t>(d.B, (int64_t)(16 << 20) / std::max<int64_t>(1, P * K)));
+    for (int64_t b0 = 0; b0 < d.B; b0 += imgs) {
+      const int64_t nb = std::min(imgs, d.B - b0);
+      conv_backprop_input_col(images(d, nb), dy + b0 * P * d.CO, w, dx + b0 * d.H * d.W * d.CI, false);
+    }
+    return;
   }
+  for_image_tasks(d.B, per, [&](int64_t, int64_t b0, int64_t b1) {
+    conv_backprop_input_col(images(d, b1 - b0), dy + b0 * P * d.CO, w, dx + b0 * d.H * d.W * d.CI, true);
+  });
 }
 
 void conv2d_backprop_filter(const Conv2DDims& d, const float* x, const float* dy, float* dw) {
   // dw[(kh,kw,ci), co] = sum over output pixels of im2col(x)^T * dy: A read in place from a
-  // padded copy of x, B = dy (rows = pixels) packed.
-  const int64_t M = d.KH * d.KW * d.CI, P = d.B * d.OH * d.OW;
-  std::vector<float> buf;
-  int64_t Hp, Wp;
-  const float* xp = padded_input(d, x, buf, Hp, Wp);
-  Im2colTA a(d, xp, Hp, Wp);
-  DenseB b(dy, d.CO, false);
-  gemm(M, d.CO, P, a, b, dw, d.CO, false);
+  // padded copy of x, B = dy read in place. Split over images (fixed tasks of at least 512
+  // output pixels, at most 16 tasks), each task's partial dw summed in task order.
+  const int64_t M = d.KH * d.KW * d.CI, P = d.OH * d.OW, MN = M * d.CO;
+  const double pix = std::max<double>(512, (double)(d.B * P) / 16);
+  const int64_t per = images_per_task(d, (double)P, pix);
+  auto run = [&](const Conv2DDims& c, const float* xc, const float* dyc, float* out, bool single_thread) {
+    Scratch sc;
+    int64_t Hp, Wp;
+    const float* xp = padded_input(c, xc, sc, Hp, Wp);
+    Im2colTA a(c, xp, Hp, Wp);
+    DenseB b(dyc, c.CO, false);
+    gemm(M, c.CO, c.B * P, a, b, out, c.CO, false, single_thread);
+  };
+  if (!per) return run(d, x, dy, dw, false);
+  const int64_t tasks = (d.B + per - 1) / per;
+  std::vector<float> part((size_t)(tasks * MN));
+  for_image_tasks(d.B, per, [&](int64_t t, int64_t b0, int64_t b1) {
+    run(images(d, b1 - b0), x + b0 * d.H * d.W * d.CI, dy + b0 * P * d.CO, part.data() + t * MN, true);
+  });
+  parallel_range(MN, 4096, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; i++) dw[i] = part[i];
+    for (int64_t t = 1; t < tasks; t++)
+      for (int64_t i = s; i < e; i++) dw[i] += part[t * MN + i];
+  });
 }
 
 // ---------------------------------------------------------------- depthwise

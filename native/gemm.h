@@ -15,6 +15,9 @@ Isa active_isa();
 void set_isa(Isa isa);  // clamps to what the CPU supports
 const char* isa_name(Isa isa);
 
+// Most rows a micro-kernel tile has.
+constexpr int kMaxMR = 16;
+
 // Where the GEMM reads A. A(i, k + t) = rows(i, k)[t * astride] for t < run(k).
 struct ASource {
   int64_t astride = 1;
@@ -23,12 +26,20 @@ struct ASource {
   virtual int64_t run(int64_t k) const = 0;
   // Pointers to A(i0 + r, k) for r < mr (r >= M may repeat a valid row).
   virtual void rows(int64_t i0, int mr, int64_t k, const float** out) const = 0;
+  // All pointers of one MR-row tile: out[p*MR + r] = A(i0 + r, pk[p]), rows r >= mr repeating
+  // row 0. Sources whose pointers are (row base + piece offset) override it to skip rows().
+  virtual void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const;
 };
 
 // Where the GEMM reads B: pack B[k0:k0+kc, j0:j0+nr] as kc rows of `NR` floats (zero past nr).
 struct BSource {
   virtual ~BSource() = default;
   virtual void pack(int64_t k0, int64_t kc, int64_t j0, int nr, int NR, float* dst) const = 0;
+  // Where B[k0, j0] is when a full panel can be read in place (row k at + k * *stride); else null.
+  virtual const float* direct(int64_t k0, int64_t j0, int64_t* stride) const {
+    (void)k0, (void)j0, (void)stride;
+    return nullptr;
+  }
 };
 
 // Row-major (or transposed) dense operands.
@@ -43,6 +54,12 @@ struct DenseB final : BSource {
   const float* b; int64_t ldb; bool trans;
   DenseB(const float* b_, int64_t ldb_, bool trans_) : b(b_), ldb(ldb_), trans(trans_) {}
   void pack(int64_t k0, int64_t kc, int64_t j0, int nr, int NR, float* dst) const override;
+  // Short rows (a conv's dy, narrow weights) are read in place: packing would copy all of B.
+  const float* direct(int64_t k0, int64_t j0, int64_t* stride) const override {
+    if (trans || ldb > 64) return nullptr;
+    *stride = ldb;
+    return b + k0 * ldb + j0;
+  }
 };
 
 // C = A*B (accumulate=false) or C += A*B. Uses the thread pool unless single_thread.

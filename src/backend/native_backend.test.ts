@@ -158,6 +158,31 @@ test('Conv2D gradients (Conv2DBackpropInput, Conv2DBackpropFilter) vs cpu', { sk
   });
 });
 
+test('Conv2D and both gradients on batches large enough to split into per-image tasks', { skip }, async () => {
+  // LeNet- and ResNet-like layers (odd sizes too): batch-parallel forward, filter-gradient partial sums merged
+  // over tasks, input gradient through the flipped filter (stride 1, >= 16 input channels) or gathered columns.
+  const cases: ConvCase[] = [
+    { b: 36, h: 28, w: 28, c: 1, co: 6, kh: 5, kw: 5, s: [1, 1], pad: 'same', d: 1 },
+    { b: 24, h: 14, w: 14, c: 6, co: 16, kh: 5, kw: 5, s: [1, 1], pad: 'valid', d: 1 },
+    { b: 12, h: 17, w: 15, c: 16, co: 16, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 32, h: 16, w: 15, c: 16, co: 32, kh: 3, kw: 3, s: [2, 2], pad: 'same', d: 1 },
+    { b: 32, h: 16, w: 16, c: 16, co: 32, kh: 1, kw: 1, s: [2, 2], pad: 'valid', d: 1 },
+    { b: 8, h: 9, w: 8, c: 20, co: 7, kh: 3, kw: 2, s: [1, 1], pad: [[0, 0], [2, 0], [1, 1], [0, 0]], d: 1 },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const r = rng(450 + i);
+    const xv = randArray(r, c.b * c.h * c.w * c.c), fv = randArray(r, c.kh * c.kw * c.c * c.co);
+    await close(`batched conv ${i} ${JSON.stringify(c)}`, () => {
+      const x = tf.tensor4d(xv, [c.b, c.h, c.w, c.c]), f = tf.tensor4d(fv, [c.kh, c.kw, c.c, c.co]);
+      const [dx, df] = tf.grads((a: tf.Tensor, b: tf.Tensor) => {
+        const y = tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.s, c.pad);
+        return tf.sum(tf.mul(y, tf.cos(y)));
+      })([x, f]);
+      return [tf.conv2d(x, f, c.s, c.pad), dx, df];
+    });
+  }
+});
+
 test('DepthwiseConv2dNative forward and both backprops (multiplier 1 and 2)', { skip }, async () => {
   for (const [i, c] of convCases(41, 30, false).entries()) {
     if (Array.isArray(c.pad)) continue;
