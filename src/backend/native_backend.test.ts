@@ -332,9 +332,12 @@ test('FusedBatchNorm and Softmax', { skip }, async () => {
 test('fused training batch norm (QatBatchNormTrain + Grad) matches the tfjs-op composition on cpu', { skip }, async () => {
   assert.ok(hasBatchNormTrainKernel());
   const r = rng(67);
-  for (const shape of [[4, 7, 7, 6], [1, 5, 3, 33], [32, 10], [3, 2, 2, 1]]) {
+  // Several row chunks (> 1024 rows), channel counts with short and long patterns, a mean far from zero.
+  const cases: [number[], number][] = [[[4, 7, 7, 6], 0], [[1, 5, 3, 33], 0], [[32, 10], 0], [[3, 2, 2, 1], 0],
+    [[3, 30, 30, 6], 0], [[2, 33, 20, 33], 0], [[1100, 70], 0], [[5, 17, 19, 16], 100]];
+  for (const [shape, center] of cases) {
     const n = tf.util.sizeFromShape(shape), c = shape[shape.length - 1];
-    const xv = randArray(r, n, -2, 3), wv = randArray(r, n), sv = randArray(r, c, 0.5, 1.5), ov = randArray(r, c);
+    const xv = randArray(r, n, center - 2, center + 3), wv = randArray(r, n), sv = randArray(r, c, 0.5, 1.5), ov = randArray(r, c);
     await close(`batchNormTrain [${shape}]`, () => {
       const x = tf.tensor(xv, shape), w = tf.tensor(wv, shape), s = tf.tensor1d(sv), o = tf.tensor1d(ov);
       const { y, mean, variance } = batchNormTrain(x, s, o, 1e-3);
