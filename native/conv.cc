@@ -226,12 +226,222 @@ static void conv_forward_gemm(const Conv2DDims& d, const float* x, const float* 
   }
 }
 
+
+// ---------------------------------------------------------------- direct, few output channels
+// Stride 1 and few output channels (LeNet's 1 -> 6): a GEMM with N = CO would leave most
+// vector lanes idle. Instead the vectors run along output rows: the padded input is made
+// channel-planar, xp[b][ci][hp][wp], so that tap (kh, kw, ci) of output row oh is the
+// contiguous row xp[b][ci][oh + kh][kw:], and y[b, oh, ow0 + lane, co] accumulates it times
+// w[kh, kw, ci, co] (broadcast) for all CO at once. The filter gradient pairs the same rows
+// with the rows of dy made planar, dyp[b][co][oh][ow] (scratch the kernel fills).
+static bool direct_eligible(const Conv2DDims& d) {
+  return d.sh == 1 && d.sw == 1 && d.dh == 1 && d.dw == 1 && d.CO <= 8;
+}
+
+// Planar zero-padded copy of x (scratch slot 0): [b][ci][Hp][Wp], Hp = OH + KH - 1, Wp = OW + KW - 1.
+static const float* planar_padded(const Conv2DDims& d, const float* x, Scratch& sc, int64_t& Hp, int64_t& Wp) {
+  Hp = d.OH + d.KH - 1;
+  Wp = d.OW + d.KW - 1;
+  float* xp = sc.get(0, (size_t)(d.B * d.CI * Hp * Wp));
+  const int64_t w0 = std::min(Wp, d.pl), w1 = std::max(w0, std::min(Wp, d.pl + d.W));  // columns [w0, w1) from x
+  for (int64_t b = 0; b < d.B; b++)
+    for (int64_t ci = 0; ci < d.CI; ci++)
+      for (int64_t hp = 0; hp < Hp; hp++) {
+        float* o = xp + ((b * d.CI + ci) * Hp + hp) * Wp;
+        const int64_t ih = hp - d.pt;
+        if (ih < 0 || ih >= d.H) {
+          std::memset(o, 0, sizeof(float) * Wp);
+          continue;
+        }
+        const float* src = x + ((b * d.H + ih) * d.W + w0 - d.pl) * d.CI + ci;
+        std::memset(o, 0, sizeof(float) * w0);
+        for (int64_t wp = w0; wp < w1; wp++) o[wp] = src[(wp - w0) * d.CI];
+        std::memset(o + w1, 0, sizeof(float) * (Wp - w1));
+      }
+  return xp;
+}
+
+#if defined(__x86_64__)
+// CO_ output channels, NV vectors along the row (ow0 + [0, NV*W)).
+#define QK_PLANAR(NAME, TGT, V)                                                                                  \
+  template <int CO_, int NV>                                                                                    \
+  TGT static void NAME##_fwd(const Conv2DDims& d, const float* xp, int64_t Hp, int64_t Wp, const float* w,       \
+                             float* y) {                                                                        \
+    constexpr int W = V::W;                                                                                     \
+    const int64_t OH = d.OH, OW = d.OW, CI = d.CI, KH = d.KH, KW = d.KW;                                        \
+    for (int64_t b = 0, r = 0; b < d.B; b++)                                                                    \
+      for (int64_t oh = 0; oh < OH; oh++, r++)                                                                  \
+      for (int64_t ow0 = 0; ow0 < OW; ow0 += NV * W) {                                                          \
+        typename V::M m[NV];                                                                                    \
+        _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) m[v] = V::mask((int)std::min<int64_t>(W, OW - ow0 - v * W)); \
+        typename V::T acc[CO_][NV];                                                                             \
+        _Pragma("GCC unroll 8") for (int c = 0; c < CO_; c++)                                                   \
+          _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) acc[c][v] = V::zero();                           \
+        for (int64_t kh = 0; kh < KH; kh++)                                                                     \
+          for (int64_t ci = 0; ci < CI; ci++) {                                                                 \
+            const float* row = xp + ((b * CI + ci) * Hp + oh + kh) * Wp + ow0;                                  \
+            const float* wt = w + (kh * KW * CI + ci) * CO_;                                                    \
+            for (int64_t kw = 0; kw < KW; kw++, wt += CI * CO_) {                                               \
+              typename V::T xv[NV];                                                                             \
+              _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) xv[v] = V::loadm(row + kw + v * W, m[v]);    \
+              _Pragma("GCC unroll 8") for (int c = 0; c < CO_; c++) {                                           \
+                const typename V::T wb = V::bcast(wt + c);                                                      \
+                _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) acc[c][v] = V::fma(xv[v], wb, acc[c][v]);  \
+              }                                                                                                 \
+            }                                                                                                   \
+          }                                                                                                     \
+        alignas(64) float t[CO_][NV * W];                                                                       \
+        _Pragma("GCC unroll 8") for (int c = 0; c < CO_; c++)                                                   \
+          _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) V::store(t[c] + v * W, acc[c][v], W, false);     \
+        float* yo = y + (r * OW + ow0) * CO_;                                                                   \
+        for (int64_t i = 0; i < std::min<int64_t>(NV * W, OW - ow0); i++)                                       \
+          for (int c = 0; c < CO_; c++) yo[i * CO_ + c] = t[c][i];                                              \
+      }                                                                                                         \
+  }                                                                                                             \
+  template <int CO_, int NV>                                                                                    \
+  TGT static void NAME##_filter(const Conv2DDims& d, const float* xp, int64_t Hp, int64_t Wp, const float* dy,   \
+                                float* dyp, float* dw) {                                                         \
+    constexpr int W = V::W;                                                                                      \
+    const int64_t OH = d.OH, OW = d.OW, P = OH * OW, CI = d.CI, KW = d.KW;                                       \
+    for (int64_t b = 0; b < d.B; b++)                                                                            \
+      for (int64_t p = 0; p < P; p++)                                                                            \
+        _Pragma("GCC unroll 8") for (int c = 0; c < CO_; c++)                                                    \
+          dyp[(b * CO_ + c) * P + p] = dy[(b * P + p) * CO_ + c];                                                \
+    for (int64_t t = 0; t < d.KH * KW * CI; t++) {                                                              \
+      const int64_t ci = t % CI, kw = t / CI % KW, kh = t / (CI * KW);                                          \
+      typename V::T acc[CO_][NV];                                                                               \
+      _Pragma("GCC unroll 8") for (int c = 0; c < CO_; c++)                                                     \
+        _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) acc[c][v] = V::zero();                             \
+      for (int64_t ow0 = 0; ow0 < OW; ow0 += NV * W) {                                                          \
+        typename V::M m[NV];                                                                                    \
+        _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) m[v] = V::mask((int)std::min<int64_t>(W, OW - ow0 - v * W)); \
+        for (int64_t b = 0; b < d.B; b++)                                                                       \
+          for (int64_t oh = 0; oh < OH; oh++) {                                                                 \
+          const float* row = xp + ((b * CI + ci) * Hp + oh + kh) * Wp + kw + ow0;                               \
+          const float* g = dyp + b * CO_ * P + oh * OW + ow0;                                                   \
+          typename V::T xv[NV];                                                                                 \
+          _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) xv[v] = V::loadm(row + v * W, m[v]);             \
+          _Pragma("GCC unroll 8") for (int c = 0; c < CO_; c++)                                                 \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                                                \
+              acc[c][v] = V::fma(xv[v], V::loadm(g + c * P + v * W, m[v]), acc[c][v]);                          \
+        }                                                                                                       \
+      }                                                                                                         \
+      _Pragma("GCC unroll 8") for (int c = 0; c < CO_; c++) {                                                   \
+        alignas(64) float l[NV * W];                                                                            \
+        _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) V::store(l + v * W, acc[c][v], W, false);          \
+        float sum = 0.f;                                                                                        \
+        for (int i = 0; i < NV * W; i++) sum += l[i];                                                           \
+        dw[t * CO_ + c] = sum;                                                                                  \
+      }                                                                                                         \
+    }                                                                                                           \
+  }
+QK_PLANAR(planar_zmm, QK_TGT512, Zmm)
+QK_PLANAR(planar_ymm, QK_TGT256, Ymm)
+#undef QK_PLANAR
+#endif
+
+// Portable version of the planar kernels (same loop order).
+static void planar_generic_fwd(const Conv2DDims& d, const float* xp, int64_t Hp, int64_t Wp, const float* w,
+                               float* y) {
+  std::vector<float> acc((size_t)d.OW * d.CO);
+  for (int64_t r = 0; r < d.B * d.OH; r++) {
+    const int64_t b = r / d.OH, oh = r % d.OH;
+    std::fill(acc.begin(), acc.end(), 0.f);
+    for (int64_t kh = 0; kh < d.KH; kh++)
+      for (int64_t ci = 0; ci < d.CI; ci++)
+        for (int64_t kw = 0; kw < d.KW; kw++) {
+          const float* row = xp + ((b * d.CI + ci) * Hp + oh + kh) * Wp + kw;
+          const float* wt = w + ((kh * d.KW + kw) * d.CI + ci) * d.CO;
+          for (int64_t ow = 0; ow < d.OW; ow++)
+            for (int64_t c = 0; c < d.CO; c++) acc[ow * d.CO + c] += row[ow] * wt[c];
+        }
+    std::copy(acc.begin(), acc.end(), y + r * d.OW * d.CO);
+  }
+}
+
+static void planar_generic_filter(const Conv2DDims& d, const float* xp, int64_t Hp, int64_t Wp, const float* dy,
+                                  float* dyp, float* dw) {
+  const int64_t P = d.OH * d.OW;
+  for (int64_t b = 0; b < d.B; b++)
+    for (int64_t p = 0; p < P; p++)
+      for (int64_t c = 0; c < d.CO; c++) dyp[(b * d.CO + c) * P + p] = dy[(b * P + p) * d.CO + c];
+  for (int64_t t = 0; t < d.KH * d.KW * d.CI; t++) {
+    const int64_t ci = t % d.CI, kw = t / d.CI % d.KW, kh = t / (d.CI * d.KW);
+    for (int64_t c = 0; c < d.CO; c++) {
+      float sum = 0.f;
+      for (int64_t r = 0; r < d.B * d.OH; r++) {
+        const int64_t b = r / d.OH, oh = r % d.OH;
+        const float* row = xp + ((b * d.CI + ci) * Hp + oh + kh) * Wp + kw;
+        const float* g = dyp + ((b * d.CO + c) * d.OH + oh) * d.OW;
+        for (int64_t ow = 0; ow < d.OW; ow++) sum += row[ow] * g[ow];
+      }
+      dw[t * d.CO + c] = sum;
+    }
+  }
+}
+
+using PlanarFwd = void (*)(const Conv2DDims&, const float*, int64_t, int64_t, const float*, float*);
+
+// The kernel for d.CO output channels and rows of d.OW on the active ISA (one or two vectors per block).
+template <class Fn, class Pick>
+static Fn planar_kernel(const Conv2DDims& d, Fn generic, Pick&& pick) {
+#if defined(__x86_64__)
+  const Isa isa = active_isa();
+  if (isa == Isa::Avx512) return pick(std::integral_constant<int, 16>(), d.OW > 16);
+  if (isa == Isa::Avx2) return pick(std::integral_constant<int, 8>(), d.OW > 8);
+#endif
+  (void)d;
+  return generic;
+}
+
+#define QK_PLANAR_TABLE(KIND)                                                                                   \
+  [&](auto lanes, bool two) {                                                                                   \
+    using F = decltype(&planar_generic_##KIND);                                                                 \
+    static const F z1[] = {planar_zmm_##KIND<1, 1>, planar_zmm_##KIND<2, 1>, planar_zmm_##KIND<3, 1>,           \
+                           planar_zmm_##KIND<4, 1>, planar_zmm_##KIND<5, 1>, planar_zmm_##KIND<6, 1>,           \
+                           planar_zmm_##KIND<7, 1>, planar_zmm_##KIND<8, 1>};                                   \
+    static const F z2[] = {planar_zmm_##KIND<1, 2>, planar_zmm_##KIND<2, 2>, planar_zmm_##KIND<3, 2>,           \
+                           planar_zmm_##KIND<4, 2>, planar_zmm_##KIND<5, 2>, planar_zmm_##KIND<6, 2>,           \
+                           planar_zmm_##KIND<7, 2>, planar_zmm_##KIND<8, 2>};                                   \
+    static const F y1[] = {planar_ymm_##KIND<1, 1>, planar_ymm_##KIND<2, 1>, planar_ymm_##KIND<3, 1>,           \
+                           planar_ymm_##KIND<4, 1>, planar_ymm_##KIND<5, 1>, planar_ymm_##KIND<6, 1>,           \
+                           planar_ymm_##KIND<7, 1>, planar_ymm_##KIND<8, 1>};                                   \
+    static const F y2[] = {planar_ymm_##KIND<1, 2>, planar_ymm_##KIND<2, 2>, planar_ymm_##KIND<3, 2>,           \
+                           planar_ymm_##KIND<4, 2>, planar_ymm_##KIND<5, 2>, planar_ymm_##KIND<6, 2>,           \
+                           planar_ymm_##KIND<7, 2>, planar_ymm_##KIND<8, 2>};                                   \
+    return (decltype(lanes)::value == 16 ? (two ? z2 : z1) : (two ? y2 : y1))[d.CO - 1];                       \
+  }
+
+// y of the images of d.
+static void direct_forward_images(const Conv2DDims& d, const float* x, const float* w, float* y) {
+  Scratch sc;
+  int64_t Hp, Wp;
+  const float* xp = planar_padded(d, x, sc, Hp, Wp);
+  planar_kernel(d, &planar_generic_fwd, QK_PLANAR_TABLE(fwd))(d, xp, Hp, Wp, w, y);
+}
+
+// Filter gradient [KH, KW, CI, CO] of the images of d (dy: theirs).
+static void direct_filter_images(const Conv2DDims& d, const float* x, const float* dy, float* dw) {
+  Scratch sc;
+  int64_t Hp, Wp;
+  const float* xp = planar_padded(d, x, sc, Hp, Wp);
+  float* dyp = sc.get(1, (size_t)(d.B * d.OH * d.OW * d.CO));
+  planar_kernel(d, &planar_generic_filter, QK_PLANAR_TABLE(filter))(d, xp, Hp, Wp, dy, dyp, dw);
+}
+#undef QK_PLANAR_TABLE
+
 }  // namespace
 
 void conv2d_forward(const Conv2DDims& d, const float* x, const float* w, float* y) {
-  const int64_t per = images_per_task(d, (double)d.OH * d.OW * d.CO * d.KH * d.KW * d.CI, 1 << 20);
-  if (!per) return conv_forward_gemm(d, x, w, y, false);
   const int64_t xs = d.H * d.W * d.CI, ys = d.OH * d.OW * d.CO;
+  int64_t per = images_per_task(d, (double)d.OH * d.OW * d.CO * d.KH * d.KW * d.CI, 1 << 20);
+  if (direct_eligible(d)) {
+    for_image_tasks(d.B, std::max<int64_t>(per, 1), [&](int64_t, int64_t b0, int64_t b1) {
+      direct_forward_images(images(d, b1 - b0), x + b0 * xs, w, y + b0 * ys);
+    });
+    return;
+  }
+  if (!per) return conv_forward_gemm(d, x, w, y, false);
   for_image_tasks(d.B, per, [&](int64_t, int64_t b0, int64_t b1) {
     conv_forward_gemm(images(d, b1 - b0), x + b0 * xs, w, y + b0 * ys, true);
   });
@@ -325,8 +535,10 @@ void conv2d_backprop_filter(const Conv2DDims& d, const float* x, const float* dy
   // output pixels, at most 16 tasks), each task's partial dw summed in task order.
   const int64_t M = d.KH * d.KW * d.CI, P = d.OH * d.OW, MN = M * d.CO;
   const double pix = std::max<double>(512, (double)(d.B * P) / 16);
-  const int64_t per = images_per_task(d, (double)P, pix);
+  int64_t per = images_per_task(d, (double)P, pix);
+  const bool direct = direct_eligible(d);
   auto run = [&](const Conv2DDims& c, const float* xc, const float* dyc, float* out, bool single_thread) {
+    if (direct) return direct_filter_images(c, xc, dyc, out);
     Scratch sc;
     int64_t Hp, Wp;
     const float* xp = padded_input(c, xc, sc, Hp, Wp);
@@ -334,7 +546,8 @@ void conv2d_backprop_filter(const Conv2DDims& d, const float* x, const float* dy
     DenseB b(dyc, c.CO, false);
     gemm(M, c.CO, c.B * P, a, b, out, c.CO, false, single_thread);
   };
-  if (!per) return run(d, x, dy, dw, false);
+  if (!per && !direct) return run(d, x, dy, dw, false);
+  per = std::max<int64_t>(per, 1);
   const int64_t tasks = (d.B + per - 1) / per;
   std::vector<float> part((size_t)(tasks * MN));
   for_image_tasks(d.B, per, [&](int64_t t, int64_t b0, int64_t b1) {
@@ -492,39 +705,59 @@ void max_pool(const Conv2DDims& d, const float* x, float* y) {
   parallel_range(d.B * d.OH, 2, [&](int64_t s, int64_t e) { max_pool_rows(d, x, y, s, e); });
 }
 
-// dx gets each dy at the first maximum of its window in scan order (as tfjs's cpu backend).
-void max_pool_grad(const Conv2DDims& d, const float* dy, const float* x, float* dx) {
-  std::memset(dx, 0, sizeof(float) * d.B * d.H * d.W * d.CI);
-  parallel_range(d.B, 1, [&](int64_t s, int64_t e) {
-    std::vector<float> best(d.CI);
-    std::vector<int64_t> pos(d.CI);
-    for (int64_t b = s; b < e; b++) {
-      for (int64_t oh = 0; oh < d.OH; oh++)
-        for (int64_t ow = 0; ow < d.OW; ow++) {
-          for (int64_t c = 0; c < d.CI; c++) {
-            best[c] = -std::numeric_limits<float>::infinity();
-            pos[c] = -1;
-          }
-          for (int64_t kh = 0; kh < d.KH; kh++) {
-            const int64_t ih = oh * d.sh - d.pt + kh * d.dh;
-            if (ih < 0 || ih >= d.H) continue;
-            for (int64_t kw = 0; kw < d.KW; kw++) {
-              const int64_t iw = ow * d.sw - d.pl + kw * d.dw;
-              if (iw < 0 || iw >= d.W) continue;
-              const int64_t p = ((b * d.H + ih) * d.W + iw) * d.CI;
-              const float* xi = x + p;
-              for (int64_t c = 0; c < d.CI; c++)
-                if (xi[c] > best[c]) {
-                  best[c] = xi[c];
-                  pos[c] = p + c;
-                }
-            }
-          }
-          const float* g = dy + ((b * d.OH + oh) * d.OW + ow) * d.CI;
-          for (int64_t c = 0; c < d.CI; c++)
-            if (pos[c] >= 0) dx[pos[c]] += g[c];
-        }
+// dx gets each dy at the first maximum of its window in scan order (as tfjs's cpu backend);
+// none when no element exceeds -inf. Output rows [s, e) of (b, oh); own: the windows do not
+// overlap and output row oh owns input rows [oh*sh - pt, (oh+1)*sh - pt) (the first from 0, the
+// last to H): it zeroes them and writes its maxima. Otherwise dx (zeroed) accumulates.
+QK_MULTI(void, max_pool_grad_rows,
+         (const Conv2DDims& d, const float* dy, const float* x, float* dx, int64_t s, int64_t e, bool own),
+         (d, dy, x, dx, s, e, own)) {
+  std::vector<float> best((size_t)d.CI);
+  std::vector<int64_t> pos((size_t)d.CI);
+  const int64_t row = d.W * d.CI;
+  for (int64_t bo = s; bo < e; bo++) {
+    const int64_t b = bo / d.OH, oh = bo % d.OH;
+    if (own) {
+      const int64_t h0 = oh == 0 ? 0 : std::min(d.H, std::max<int64_t>(0, oh * d.sh - d.pt));
+      const int64_t h1 = oh == d.OH - 1 ? d.H : std::min(d.H, std::max<int64_t>(0, (oh + 1) * d.sh - d.pt));
+      if (h1 > h0) std::memset(dx + (b * d.H + h0) * row, 0, sizeof(float) * (h1 - h0) * row);
     }
+    for (int64_t ow = 0; ow < d.OW; ow++) {
+      for (int64_t c = 0; c < d.CI; c++) {
+        best[c] = -std::numeric_limits<float>::infinity();
+        pos[c] = -1;
+      }
+      for (int64_t kh = 0; kh < d.KH; kh++) {
+        const int64_t ih = oh * d.sh - d.pt + kh * d.dh;
+        if (ih < 0 || ih >= d.H) continue;
+        for (int64_t kw = 0; kw < d.KW; kw++) {
+          const int64_t iw = ow * d.sw - d.pl + kw * d.dw;
+          if (iw < 0 || iw >= d.W) continue;
+          const int64_t p = ((b * d.H + ih) * d.W + iw) * d.CI;
+          const float* xi = x + p;
+          for (int64_t c = 0; c < d.CI; c++)
+            if (xi[c] > best[c]) {
+              best[c] = xi[c];
+              pos[c] = p + c;
+            }
+        }
+      }
+      const float* g = dy + (bo * d.OW + ow) * d.CI;
+      for (int64_t c = 0; c < d.CI; c++)
+        if (pos[c] >= 0) dx[pos[c]] = own ? g[c] : dx[pos[c]] + g[c];
+    }
+  }
+}
+
+void max_pool_grad(const Conv2DDims& d, const float* dy, const float* x, float* dx) {
+  if (d.sh >= (d.KH - 1) * d.dh + 1 && d.sw >= (d.KW - 1) * d.dw + 1) {
+    parallel_range(d.B * d.OH, 8, [&](int64_t s, int64_t e) { max_pool_grad_rows(d, dy, x, dx, s, e, true); });
+    return;
+  }
+  const int64_t img = d.H * d.W * d.CI;
+  parallel_range(d.B, 1, [&](int64_t s, int64_t e) {
+    std::memset(dx + s * img, 0, sizeof(float) * (e - s) * img);
+    max_pool_grad_rows(d, dy, x, dx, s * d.OH, e * d.OH, false);
   });
 }
 

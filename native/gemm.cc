@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "simd.h"
 #include "threadpool.h"
 
 namespace qk {
@@ -107,42 +108,6 @@ static void ukr_generic(int64_t np, const int64_t* plen, const float* const* ptr
 }
 
 #if defined(__x86_64__)
-#define QK_TGT512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
-#define QK_TGT256 __attribute__((target("avx2,fma")))
-#define QK_VEC(TGT) TGT __attribute__((always_inline)) static inline
-
-// Vector traits: W lanes; store(p, v, n) writes lanes [0, n) (adding what is there if acc).
-struct Zmm {
-  using T = __m512;
-  static constexpr int W = 16;
-  QK_VEC(QK_TGT512) T zero() { return _mm512_setzero_ps(); }
-  QK_VEC(QK_TGT512) T load(const float* p) { return _mm512_loadu_ps(p); }
-  QK_VEC(QK_TGT512) T bcast(const float* p) { return _mm512_set1_ps(*p); }
-  QK_VEC(QK_TGT512) T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
-  QK_VEC(QK_TGT512) void store(float* p, T v, int n, bool acc) {
-    const __mmask16 m = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
-    if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, p));
-    _mm512_mask_storeu_ps(p, m, v);
-  }
-};
-struct Ymm {
-  using T = __m256;
-  static constexpr int W = 8;
-  QK_VEC(QK_TGT256) T zero() { return _mm256_setzero_ps(); }
-  QK_VEC(QK_TGT256) T load(const float* p) { return _mm256_loadu_ps(p); }
-  QK_VEC(QK_TGT256) T bcast(const float* p) { return _mm256_broadcast_ss(p); }
-  QK_VEC(QK_TGT256) T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
-  QK_VEC(QK_TGT256) void store(float* p, T v, int n, bool acc) {
-    if (n >= 8) {
-      _mm256_storeu_ps(p, acc ? _mm256_add_ps(v, _mm256_loadu_ps(p)) : v);
-      return;
-    }
-    alignas(32) float t[8];
-    _mm256_store_ps(t, v);
-    for (int j = 0; j < n; j++) p[j] = acc ? p[j] + t[j] : t[j];
-  }
-};
-
 // MR rows x NV vectors of V: the accumulators stay in registers (loops fully unrolled).
 #define QK_UKR(NAME, TGT, V)                                                                                     \
   template <int MR, int NV>                                                                                     \
