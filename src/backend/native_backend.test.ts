@@ -204,7 +204,8 @@ test('DepthwiseConv2dNative forward and both backprops (multiplier 1 and 2)', { 
 test('MaxPool/AvgPool forward and gradients; max ties go to the first maximum', { skip }, async () => {
   const r = rng(51);
   const poolCases: [number | [number, number], number | [number, number], 'same' | 'valid'][] =
-    [[2, 2, 'valid'], [3, 2, 'same'], [3, 1, 'same'], [2, 1, 'valid'], [3, 3, 'valid'], [[2, 3], [1, 2], 'same']];
+    [[2, 2, 'valid'], [3, 2, 'same'], [3, 1, 'same'], [2, 1, 'valid'], [3, 3, 'valid'], [[2, 3], [1, 2], 'same'],
+      [3, 3, 'same'], [[2, 2], [3, 2], 'same']];
   for (const [i, [k, s, pad]] of poolCases.entries()) {
     const b = i % 2 ? 1 : 2, h = 7 + i, w = 8, c = 5;
     const xv = randArray(r, b * h * w * c);
