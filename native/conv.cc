@@ -481,13 +481,14 @@ QK_MULTI(void, col2im_add, (const Conv2DDims& d, const float* col, float* dx), (
   }
 }
 
-// dx for the images of d through col[p, (kh,kw,ci)] = dy[p, :] . w[(kh,kw,ci), :].
-static void conv_backprop_input_col(const Conv2DDims& d, const float* dy, const float* w, float* dx,
+// dx for the images of d through col[p, (kh,kw,ci)] = dy[p, :] . wt[:, (kh,kw,ci)] (wt: the
+// filter transposed to [CO, KH*KW*CI]).
+static void conv_backprop_input_col(const Conv2DDims& d, const float* dy, const float* wt, float* dx,
                                     bool single_thread) {
   const int64_t P = d.OH * d.OW, K = d.KH * d.KW * d.CI;
   Scratch sc;
   float* col = sc.get(1, (size_t)(d.B * P * K));
-  sgemm(false, true, d.B * P, K, d.CO, dy, d.CO, w, d.CO, col, K, false, single_thread);
+  sgemm(false, false, d.B * P, K, d.CO, dy, d.CO, wt, K, col, K, false, single_thread);
   if (single_thread) return col2im_add(d, col, dx);
   parallel_range(d.B, 1, [&](int64_t s, int64_t e) {
     col2im_add(images(d, e - s), col + s * P * K, dx + s * d.H * d.W * d.CI);
@@ -514,18 +515,21 @@ void conv2d_backprop_input(const Conv2DDims& d, const float* dy, const float* w,
     return;
   }
   const int64_t P = d.OH * d.OW, K = d.KH * d.KW * d.CI;
+  std::vector<float> wt((size_t)(K * d.CO));  // once here, not packed transposed by every task
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t co = 0; co < d.CO; co++) wt[co * K + k] = w[k * d.CO + co];
   const int64_t per = images_per_task(d, (double)P * K * d.CO, 1 << 20);
   if (!per) {
     // Few images: in blocks whose columns take at most 64 MB.
     const int64_t imgs = std::max<int64_t>(1, std::min<int64_t>(d.B, (int64_t)(16 << 20) / std::max<int64_t>(1, P * K)));
     for (int64_t b0 = 0; b0 < d.B; b0 += imgs) {
       const int64_t nb = std::min(imgs, d.B - b0);
-      conv_backprop_input_col(images(d, nb), dy + b0 * P * d.CO, w, dx + b0 * d.H * d.W * d.CI, false);
+      conv_backprop_input_col(images(d, nb), dy + b0 * P * d.CO, wt.data(), dx + b0 * d.H * d.W * d.CI, false);
     }
     return;
   }
   for_image_tasks(d.B, per, [&](int64_t, int64_t b0, int64_t b1) {
-    conv_backprop_input_col(images(d, b1 - b0), dy + b0 * P * d.CO, w, dx + b0 * d.H * d.W * d.CI, true);
+    conv_backprop_input_col(images(d, b1 - b0), dy + b0 * P * d.CO, wt.data(), dx + b0 * d.H * d.W * d.CI, true);
   });
 }
 

@@ -638,8 +638,8 @@ namespace qk {
 // Per-channel work on x[R, C] (NHWC: R = N*H*W) runs over the flat array in blocks of L =
 // lcm(C, 16) elements (C itself when C >= 64), with each per-channel parameter repeated into
 // an L-long pattern: no per-element channel index, and the loops vectorize for C = 3 or 6.
-// Reductions go by fixed chunks of rows (a multiple of L / C), in double, merged in chunk
-// order: results do not depend on the thread count.
+// Reductions go by fixed chunks of rows (a multiple of L / C), summed in double (float within a
+// few blocks) and merged in chunk order: results do not depend on the thread count.
 static constexpr int64_t kBnChunkRows = 1024;
 
 static int64_t bn_block(int64_t C) {
@@ -679,18 +679,30 @@ static void bn_rows_parallel(int64_t R, int64_t C, int64_t L, F&& f) {
                  [&](int64_t s, int64_t e) { f(s * L, std::min(n, e * L)); });
 }
 
-// s1[j] += x - shift, s2[j] += (x - shift)^2 over elements [e0, e1) (e0 a multiple of L).
+// Float sums over up to kBnFloatBlocks blocks of L, then added to the double totals: the float
+// loops vectorize twice as wide and keep the chunk's sums exact to ~1e-7.
+static constexpr int64_t kBnFloatBlocks = 32;
+
+// s1[j] += x - shift, s2[j] += (x - shift)^2 over elements [e0, e1) (e0 a multiple of L); f1, f2:
+// L floats of scratch.
 QK_MULTI(void, bn_moment_sums,
-         (const float* __restrict x, int64_t e0, int64_t e1, int64_t L, const double* __restrict shift,
-          double* __restrict s1, double* __restrict s2),
-         (x, e0, e1, L, shift, s1, s2)) {
-  for (int64_t i = e0; i < e1; i += L) {
-    const int64_t m = std::min(L, e1 - i);
-    const float* xi = x + i;
-    for (int64_t j = 0; j < m; j++) {
-      const double d = (double)xi[j] - shift[j];
-      s1[j] += d;
-      s2[j] += d * d;
+         (const float* __restrict x, int64_t e0, int64_t e1, int64_t L, const float* __restrict shift,
+          float* __restrict f1, float* __restrict f2, double* __restrict s1, double* __restrict s2),
+         (x, e0, e1, L, shift, f1, f2, s1, s2)) {
+  for (int64_t i0 = e0; i0 < e1; i0 += kBnFloatBlocks * L) {
+    for (int64_t j = 0; j < L; j++) f1[j] = f2[j] = 0.f;
+    for (int64_t i = i0; i < std::min(e1, i0 + kBnFloatBlocks * L); i += L) {
+      const int64_t m = std::min(L, e1 - i);
+      const float* xi = x + i;
+      for (int64_t j = 0; j < m; j++) {
+        const float d = xi[j] - shift[j];
+        f1[j] += d;
+        f2[j] += d * d;
+      }
+    }
+    for (int64_t j = 0; j < L; j++) {
+      s1[j] += f1[j];
+      s2[j] += f2[j];
     }
   }
 }
@@ -718,17 +730,17 @@ void batch_norm_train(const float* x, int64_t R, int64_t C, const float* scale, 
   // One pass: sums of (x - shift) and its square, shifted by the first row so that a mean far
   // from zero does not cancel the variance away.
   const int64_t L = bn_block(C);
-  std::vector<double> first(x, x + C);
-  const std::vector<double> shift = bn_pattern(first, L);
+  const std::vector<float> first(x, x + C), shift = bn_pattern(first, L);
   std::vector<double> sums[2];
   bn_chunk_sums(R, C, L, 2, sums, [&](int64_t r0, int64_t r1, double* acc) {
-    bn_moment_sums(x, r0 * C, r1 * C, L, shift.data(), acc, acc + L);
+    std::vector<float> f((size_t)(2 * L));
+    bn_moment_sums(x, r0 * C, r1 * C, L, shift.data(), f.data(), f.data() + L, acc, acc + L);
   });
   std::vector<float> mul(C), add(C);
   for (int64_t c = 0; c < C; c++) {
     const double d = sums[0][c] / (double)R, v = std::max(0.0, sums[1][c] / (double)R - d * d);
     const float is = (float)(1.0 / std::sqrt(v + (double)eps));
-    mean[c] = (float)(first[c] + d);
+    mean[c] = (float)((double)first[c] + d);
     var[c] = (float)v;
     invstd[c] = is;
     mul[c] = is * (scale ? scale[c] : 1.f);
@@ -737,17 +749,24 @@ void batch_norm_train(const float* x, int64_t R, int64_t C, const float* scale, 
   if (y) channel_affine(x, mul.data(), add.data(), y, R, C);
 }
 
-// s1[j] += dy, s2[j] += dy * (x - mean) over elements [e0, e1).
+// s1[j] += dy, s2[j] += dy * (x - mean) over elements [e0, e1) (float partials as above).
 QK_MULTI(void, bn_grad_sums,
-         (const float* __restrict dy, const float* __restrict x, const double* __restrict mean, int64_t e0, int64_t e1,
-          int64_t L, double* __restrict s1, double* __restrict s2),
-         (dy, x, mean, e0, e1, L, s1, s2)) {
-  for (int64_t i = e0; i < e1; i += L) {
-    const int64_t m = std::min(L, e1 - i);
-    for (int64_t j = 0; j < m; j++) {
-      const double g = dy[i + j];
-      s1[j] += g;
-      s2[j] += g * ((double)x[i + j] - mean[j]);
+         (const float* __restrict dy, const float* __restrict x, const float* __restrict mean, int64_t e0, int64_t e1,
+          int64_t L, float* __restrict f1, float* __restrict f2, double* __restrict s1, double* __restrict s2),
+         (dy, x, mean, e0, e1, L, f1, f2, s1, s2)) {
+  for (int64_t i0 = e0; i0 < e1; i0 += kBnFloatBlocks * L) {
+    for (int64_t j = 0; j < L; j++) f1[j] = f2[j] = 0.f;
+    for (int64_t i = i0; i < std::min(e1, i0 + kBnFloatBlocks * L); i += L) {
+      const int64_t m = std::min(L, e1 - i);
+      for (int64_t j = 0; j < m; j++) {
+        const float g = dy[i + j];
+        f1[j] += g;
+        f2[j] += g * (x[i + j] - mean[j]);
+      }
+    }
+    for (int64_t j = 0; j < L; j++) {
+      s1[j] += f1[j];
+      s2[j] += f2[j];
     }
   }
 }
@@ -766,10 +785,11 @@ QK_MULTI(void, bn_grad_dx,
 void batch_norm_train_grad(const float* dy, const float* x, int64_t R, int64_t C, const float* mean,
                            const float* invstd, const float* scale, float* dx, float* dscale, float* doffset) {
   const int64_t L = bn_block(C);
-  const std::vector<double> mp = bn_pattern(std::vector<double>(mean, mean + C), L);
+  const std::vector<float> mp = bn_pattern(std::vector<float>(mean, mean + C), L);
   std::vector<double> sums[2];
   bn_chunk_sums(R, C, L, 2, sums, [&](int64_t r0, int64_t r1, double* acc) {
-    bn_grad_sums(dy, x, mp.data(), r0 * C, r1 * C, L, acc, acc + L);
+    std::vector<float> f((size_t)(2 * L));
+    bn_grad_sums(dy, x, mp.data(), r0 * C, r1 * C, L, f.data(), f.data() + L, acc, acc + L);
   });
   // dx = s*is * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean) * is, folded into
   // kg * dy + kx * x + k0 per channel.
