@@ -683,85 +683,85 @@ void depthwise_backprop_filter(const Conv2DDims& d, const float* x, const float*
 }
 
 // ---------------------------------------------------------------- pools
-QK_MULTI(void, max_pool_rows, (const Conv2DDims& d, const float* x, float* y, int64_t s, int64_t e),
-         (d, x, y, s, e)) {
-  const float ninf = -std::numeric_limits<float>::infinity();
-  for (int64_t bo = s; bo < e; bo++) {
-    const int64_t b = bo / d.OH, oh = bo % d.OH;
-    for (int64_t ow = 0; ow < d.OW; ow++) {
-      float* yo = y + ((b * d.OH + oh) * d.OW + ow) * d.CI;
-      for (int64_t c = 0; c < d.CI; c++) yo[c] = ninf;
-      for (int64_t kh = 0; kh < d.KH; kh++) {
-        const int64_t ih = oh * d.sh - d.pt + kh * d.dh;
-        if (ih < 0 || ih >= d.H) continue;
-        for (int64_t kw = 0; kw < d.KW; kw++) {
-          const int64_t iw = ow * d.sw - d.pl + kw * d.dw;
-          if (iw < 0 || iw >= d.W) continue;
-          const float* xi = x + ((b * d.H + ih) * d.W + iw) * d.CI;
-          for (int64_t c = 0; c < d.CI; c++) yo[c] = xi[c] > yo[c] ? xi[c] : yo[c];
-        }
-      }
-    }
+// Max pooling over output rows [s, e) of (b, oh), vectorized over channels (masked tail) with
+// branch-free selects (a compare per element branches unpredictably on activations). Each
+// window's first maximum in scan order (tfjs's cpu backend's choice) is tracked as the tap
+// index. kMaxFwd: out = y. kMaxGradOwn: the windows do not overlap and output row oh owns input
+// rows [oh*sh - pt, (oh+1)*sh - pt) (the first from 0, the last to H): it zeroes them and writes
+// dy at each window's maximum (none when no element exceeds -inf). kMaxGradAdd: out (zeroed)
+// accumulates.
+enum MaxPoolMode { kMaxFwd, kMaxGradOwn, kMaxGradAdd };
+
+#define QK_MAXPOOL(NAME, TGT, V)                                                                                 \
+  TGT static void NAME(const Conv2DDims& d, const float* x, const float* dy, float* out, int64_t s, int64_t e,   \
+                       int mode) {                                                                              \
+    constexpr int W = V::W;                                                                                     \
+    const int64_t row = d.W * d.CI, taps = d.KH * d.KW;                                                         \
+    std::vector<int64_t> off((size_t)taps);                                                                     \
+    for (int64_t bo = s; bo < e; bo++) {                                                                        \
+      const int64_t b = bo / d.OH, oh = bo % d.OH;                                                              \
+      if (mode == kMaxGradOwn) {                                                                                \
+        const int64_t h0 = oh == 0 ? 0 : std::min(d.H, std::max<int64_t>(0, oh * d.sh - d.pt));                 \
+        const int64_t h1 = oh == d.OH - 1 ? d.H : std::min(d.H, std::max<int64_t>(0, (oh + 1) * d.sh - d.pt));  \
+        if (h1 > h0) std::memset(out + (b * d.H + h0) * row, 0, sizeof(float) * (h1 - h0) * row);              \
+      }                                                                                                         \
+      for (int64_t ow = 0; ow < d.OW; ow++) {                                                                   \
+        for (int64_t t = 0; t < taps; t++) {                                                                    \
+          const int64_t ih = oh * d.sh - d.pt + t / d.KW * d.dh, iw = ow * d.sw - d.pl + t % d.KW * d.dw;       \
+          off[t] = ih < 0 || ih >= d.H || iw < 0 || iw >= d.W ? -1 : ((b * d.H + ih) * d.W + iw) * d.CI;        \
+        }                                                                                                       \
+        const int64_t o = (bo * d.OW + ow) * d.CI;                                                              \
+        for (int64_t c0 = 0; c0 < d.CI; c0 += W) {                                                              \
+          const int n = (int)std::min<int64_t>(W, d.CI - c0);                                                   \
+          const typename V::M m = V::mask(n);                                                                   \
+          typename V::T best = V::set1(-std::numeric_limits<float>::infinity()), arg = V::set1(-1.f);           \
+          for (int64_t t = 0; t < taps; t++) {                                                                  \
+            if (off[t] < 0) continue;                                                                           \
+            const typename V::T v = V::loadm(x + off[t] + c0, m);                                               \
+            arg = V::sel_gt(v, best, V::set1((float)t), arg);                                                   \
+            best = V::sel_gt(v, best, v, best);                                                                 \
+          }                                                                                                     \
+          if (mode == kMaxFwd) {                                                                                \
+            V::store(out + o + c0, best, n, false);                                                             \
+            continue;                                                                                           \
+          }                                                                                                     \
+          const typename V::T g = V::loadm(dy + o + c0, m);                                                     \
+          for (int64_t t = 0; t < taps; t++)                                                                    \
+            if (off[t] >= 0)                                                                                    \
+              V::store(out + off[t] + c0, V::sel_eq(arg, V::set1((float)t), g, V::zero()), n, mode == kMaxGradAdd); \
+        }                                                                                                       \
+      }                                                                                                         \
+    }                                                                                                           \
   }
+#if defined(__x86_64__)
+QK_MAXPOOL(max_pool_rows_zmm, QK_TGT512, Zmm)
+QK_MAXPOOL(max_pool_rows_ymm, QK_TGT256, Ymm)
+#endif
+QK_MAXPOOL(max_pool_rows_scalar, , Scalar)
+#undef QK_MAXPOOL
+
+static void max_pool_rows(const Conv2DDims& d, const float* x, const float* dy, float* out, int64_t s, int64_t e,
+                          int mode) {
+#if defined(__x86_64__)
+  if (active_isa() == Isa::Avx512) return max_pool_rows_zmm(d, x, dy, out, s, e, mode);
+  if (active_isa() == Isa::Avx2) return max_pool_rows_ymm(d, x, dy, out, s, e, mode);
+#endif
+  max_pool_rows_scalar(d, x, dy, out, s, e, mode);
 }
 
 void max_pool(const Conv2DDims& d, const float* x, float* y) {
-  parallel_range(d.B * d.OH, 2, [&](int64_t s, int64_t e) { max_pool_rows(d, x, y, s, e); });
-}
-
-// dx gets each dy at the first maximum of its window in scan order (as tfjs's cpu backend);
-// none when no element exceeds -inf. Output rows [s, e) of (b, oh); own: the windows do not
-// overlap and output row oh owns input rows [oh*sh - pt, (oh+1)*sh - pt) (the first from 0, the
-// last to H): it zeroes them and writes its maxima. Otherwise dx (zeroed) accumulates.
-QK_MULTI(void, max_pool_grad_rows,
-         (const Conv2DDims& d, const float* dy, const float* x, float* dx, int64_t s, int64_t e, bool own),
-         (d, dy, x, dx, s, e, own)) {
-  std::vector<float> best((size_t)d.CI);
-  std::vector<int64_t> pos((size_t)d.CI);
-  const int64_t row = d.W * d.CI;
-  for (int64_t bo = s; bo < e; bo++) {
-    const int64_t b = bo / d.OH, oh = bo % d.OH;
-    if (own) {
-      const int64_t h0 = oh == 0 ? 0 : std::min(d.H, std::max<int64_t>(0, oh * d.sh - d.pt));
-      const int64_t h1 = oh == d.OH - 1 ? d.H : std::min(d.H, std::max<int64_t>(0, (oh + 1) * d.sh - d.pt));
-      if (h1 > h0) std::memset(dx + (b * d.H + h0) * row, 0, sizeof(float) * (h1 - h0) * row);
-    }
-    for (int64_t ow = 0; ow < d.OW; ow++) {
-      for (int64_t c = 0; c < d.CI; c++) {
-        best[c] = -std::numeric_limits<float>::infinity();
-        pos[c] = -1;
-      }
-      for (int64_t kh = 0; kh < d.KH; kh++) {
-        const int64_t ih = oh * d.sh - d.pt + kh * d.dh;
-        if (ih < 0 || ih >= d.H) continue;
-        for (int64_t kw = 0; kw < d.KW; kw++) {
-          const int64_t iw = ow * d.sw - d.pl + kw * d.dw;
-          if (iw < 0 || iw >= d.W) continue;
-          const int64_t p = ((b * d.H + ih) * d.W + iw) * d.CI;
-          const float* xi = x + p;
-          for (int64_t c = 0; c < d.CI; c++)
-            if (xi[c] > best[c]) {
-              best[c] = xi[c];
-              pos[c] = p + c;
-            }
-        }
-      }
-      const float* g = dy + (bo * d.OW + ow) * d.CI;
-      for (int64_t c = 0; c < d.CI; c++)
-        if (pos[c] >= 0) dx[pos[c]] = own ? g[c] : dx[pos[c]] + g[c];
-    }
-  }
+  parallel_range(d.B * d.OH, 2, [&](int64_t s, int64_t e) { max_pool_rows(d, x, nullptr, y, s, e, kMaxFwd); });
 }
 
 void max_pool_grad(const Conv2DDims& d, const float* dy, const float* x, float* dx) {
   if (d.sh >= (d.KH - 1) * d.dh + 1 && d.sw >= (d.KW - 1) * d.dw + 1) {
-    parallel_range(d.B * d.OH, 8, [&](int64_t s, int64_t e) { max_pool_grad_rows(d, dy, x, dx, s, e, true); });
+    parallel_range(d.B * d.OH, 8, [&](int64_t s, int64_t e) { max_pool_rows(d, x, dy, dx, s, e, kMaxGradOwn); });
     return;
   }
   const int64_t img = d.H * d.W * d.CI;
   parallel_range(d.B, 1, [&](int64_t s, int64_t e) {
     std::memset(dx + s * img, 0, sizeof(float) * (e - s) * img);
-    max_pool_grad_rows(d, dy, x, dx, s * d.OH, e * d.OH, false);
+    max_pool_rows(d, x, dy, dx, s * d.OH, e * d.OH, kMaxGradAdd);
   });
 }
 
