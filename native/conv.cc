@@ -33,46 +33,17 @@ struct ConvA final : ASource {
     const int64_t u = wide ? d.KW * d.CI : d.CI;
     return u - k % u;
   }
-  void rows(int64_t i0, int mr, int64_t k, const float** out) const override {
-    const int64_t M = d.B * d.OH * d.OW;
-    int64_t kh, kw, ci;
-    if (wide) {
-      kh = k / (d.KW * d.CI);
-      ci = k % (d.KW * d.CI);  // offset within the kernel row
-      kw = 0;
-    } else {
-      int64_t t = k / d.CI;
-      ci = k % d.CI;
-      kh = t / d.KW;
-      kw = t % d.KW;
-    }
-    int64_t i = std::min(i0, M - 1);
-    int64_t ow = i % d.OW, oh = (i / d.OW) % d.OH, b = i / (d.OW * d.OH);
-    for (int r = 0; r < mr; r++) {
-      const int64_t ih = oh * d.sh - d.pt + kh * d.dh + offH;
-      const int64_t iw = ow * d.sw - d.pl + kw * d.dw + offW;
-      if (ih >= 0 && ih < Hs && iw >= 0 && iw < Ws)
-        out[r] = x + ((b * Hs + ih) * Ws + iw) * d.CI + ci;
-      else
-        out[r] = zeros + ci;
-      if (++ow == d.OW) {
-        ow = 0;
-        if (++oh == d.OH) {
-          oh = 0;
-          ++b;
-        }
-      }
-    }
-  }
-  // Wide: every window is inside, so a pointer is the pixel's window corner plus the piece's
-  // offset (kernel row kh, position within it).
+  // A tile's pixels are located once; each piece then adds its kernel row (wide: every window
+  // is inside, so to the window's corner) or its tap, checked against the borders.
   void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const override {
-    if (!wide) return ASource::tile(i0, mr, MR, pk, np, out);
-    const float* base[kMaxMR];
+    int64_t ih0[kMaxMR], iw0[kMaxMR], b0[kMaxMR];
     int64_t ow = i0 % d.OW, oh = (i0 / d.OW) % d.OH, b = i0 / (d.OW * d.OH);
-    for (int r = 0; r < mr; r++) {
-      base[r] = x + ((b * Hs + oh * d.sh - d.pt + offH) * Ws + ow * d.sw - d.pl + offW) * d.CI;
-      if (++ow == d.OW) {
+    for (int r = 0; r < MR; r++) {
+      const bool real = r < mr;
+      ih0[r] = real ? oh * d.sh - d.pt + offH : ih0[0];
+      iw0[r] = real ? ow * d.sw - d.pl + offW : iw0[0];
+      b0[r] = real ? b : b0[0];
+      if (real && ++ow == d.OW) {
         ow = 0;
         if (++oh == d.OH) {
           oh = 0;
@@ -80,11 +51,23 @@ struct ConvA final : ASource {
         }
       }
     }
-    for (int r = mr; r < MR; r++) base[r] = base[0];
-    const int64_t u = d.KW * d.CI;
+    if (wide) {
+      const float* corner[kMaxMR];
+      for (int r = 0; r < MR; r++) corner[r] = x + ((b0[r] * Hs + ih0[r]) * Ws + iw0[r]) * d.CI;
+      const int64_t u = d.KW * d.CI;
+      for (int64_t p = 0; p < np; p++) {
+        const int64_t off = pk[p] / u * d.dh * Ws * d.CI + pk[p] % u;
+        for (int r = 0; r < MR; r++) out[p * MR + r] = corner[r] + off;
+      }
+      return;
+    }
     for (int64_t p = 0; p < np; p++) {
-      const int64_t off = pk[p] / u * d.dh * Ws * d.CI + pk[p] % u;
-      for (int r = 0; r < MR; r++) out[p * MR + r] = base[r] + off;
+      const int64_t t = pk[p] / d.CI, ci = pk[p] % d.CI, dh = t / d.KW * d.dh, dw = t % d.KW * d.dw;
+      for (int r = 0; r < MR; r++) {
+        const int64_t ih = ih0[r] + dh, iw = iw0[r] + dw;
+        out[p * MR + r] =
+            ih >= 0 && ih < Hs && iw >= 0 && iw < Ws ? x + ((b0[r] * Hs + ih) * Ws + iw) * d.CI + ci : zeros + ci;
+      }
     }
   }
 };
@@ -100,21 +83,6 @@ struct Im2colTA final : ASource {
     astride = d.sw * d.CI;
   }
   int64_t run(int64_t k) const override { return d.OW - k % d.OW; }
-  void rows(int64_t i0, int mr, int64_t k, const float** out) const override {
-    const int64_t M = d.KH * d.KW * d.CI;
-    const int64_t ow = k % d.OW, oh = (k / d.OW) % d.OH, b = k / (d.OW * d.OH);
-    const float* base = xp + ((b * Hp + oh * d.sh) * Wp + ow * d.sw) * d.CI;
-    int64_t i = std::min(i0, M - 1);
-    int64_t ci = i % d.CI, t = i / d.CI;
-    for (int r = 0; r < mr; r++) {
-      const int64_t kh = t / d.KW, kw = t % d.KW;
-      out[r] = base + (kh * d.dh * Wp + kw * d.dw) * d.CI + ci;
-      if (++ci == d.CI) {
-        ci = 0;
-        ++t;
-      }
-    }
-  }
   // A pointer is the tap's offset plus the piece's (output row start) pixel.
   void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const override {
     int64_t toff[kMaxMR];

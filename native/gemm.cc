@@ -48,18 +48,12 @@ const char* isa_name(Isa isa) {
 }
 
 // ---------------------------------------------------------------- sources
-void ASource::tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const {
-  for (int64_t p = 0; p < np; p++) {
-    rows(i0, mr, pk[p], out + p * MR);
-    for (int r = mr; r < MR; r++) out[p * MR + r] = out[p * MR];
-  }
-}
-
-void DenseA::rows(int64_t i0, int mr, int64_t k, const float** out) const {
-  for (int r = 0; r < mr; r++) {
-    int64_t i = std::min(i0 + r, M - 1);
-    out[r] = trans ? a + k * lda + i : a + i * lda + k;
-  }
+void DenseA::tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const {
+  for (int64_t p = 0; p < np; p++)
+    for (int r = 0; r < MR; r++) {
+      const int64_t i = r < mr ? i0 + r : i0;
+      out[p * MR + r] = trans ? a + pk[p] * lda + i : a + i * lda + pk[p];
+    }
 }
 
 void DenseB::pack(int64_t k0, int64_t kc, int64_t j0, int nr, int NR, float* dst) const {

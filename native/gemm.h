@@ -18,17 +18,15 @@ const char* isa_name(Isa isa);
 // Most rows a micro-kernel tile has.
 constexpr int kMaxMR = 16;
 
-// Where the GEMM reads A. A(i, k + t) = rows(i, k)[t * astride] for t < run(k).
+// Where the GEMM reads A: A(i, k + t) = (pointer for row i at k)[t * astride] for t < run(k).
 struct ASource {
   int64_t astride = 1;
   virtual ~ASource() = default;
   // Length of the run of k, starting at k, over which one pointer per row suffices.
   virtual int64_t run(int64_t k) const = 0;
-  // Pointers to A(i0 + r, k) for r < mr (r >= M may repeat a valid row).
-  virtual void rows(int64_t i0, int mr, int64_t k, const float** out) const = 0;
-  // All pointers of one MR-row tile: out[p*MR + r] = A(i0 + r, pk[p]), rows r >= mr repeating
-  // row 0. Sources whose pointers are (row base + piece offset) override it to skip rows().
-  virtual void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const;
+  // The pointers of one MR-row tile: out[p*MR + r] for row i0 + r at k = pk[p] (p < np), rows
+  // r >= mr (past M) repeating row 0.
+  virtual void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const = 0;
 };
 
 // Where the GEMM reads B: pack B[k0:k0+kc, j0:j0+nr] as kc rows of `NR` floats (zero past nr).
@@ -48,7 +46,7 @@ struct DenseA final : ASource {
   DenseA(const float* a_, int64_t lda_, bool trans_, int64_t M_, int64_t K_)
       : a(a_), lda(lda_), trans(trans_), M(M_), K(K_) { astride = trans ? lda : 1; }
   int64_t run(int64_t k) const override { return K - k; }
-  void rows(int64_t i0, int mr, int64_t k, const float** out) const override;
+  void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const override;
 };
 struct DenseB final : BSource {
   const float* b; int64_t ldb; bool trans;
