@@ -211,7 +211,8 @@ static const float* planar_padded(const Conv2DDims& d, const float* x, Scratch& 
   Hp = d.OH + d.KH - 1;
   Wp = d.OW + d.KW - 1;
   float* xp = sc.get(0, (size_t)(d.B * d.CI * Hp * Wp));
-  const int64_t w0 = std::min(Wp, d.pl), w1 = std::max(w0, std::min(Wp, d.pl + d.W));  // columns [w0, w1) from x
+  // Columns [w0, w1) come from x (iw = wp - pl); pads may be negative (a transposed conv's).
+  const int64_t w0 = std::min(Wp, std::max<int64_t>(0, d.pl)), w1 = std::max(w0, std::min(Wp, d.pl + d.W));
   for (int64_t b = 0; b < d.B; b++)
     for (int64_t ci = 0; ci < d.CI; ci++)
       for (int64_t hp = 0; hp < Hp; hp++) {
