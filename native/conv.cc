@@ -83,6 +83,8 @@ struct Im2colTA final : ASource {
     astride = d.sw * d.CI;
   }
   int64_t run(int64_t k) const override { return d.OW - k % d.OW; }
+  // A tile of MR rows | CI is MR consecutive input channels of one tap.
+  bool contiguous_rows(int MR) const override { return d.CI % MR == 0; }
   // A pointer is the tap's offset plus the piece's (output row start) pixel.
   void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const override {
     int64_t toff[kMaxMR];

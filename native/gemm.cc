@@ -103,8 +103,9 @@ static void ukr_generic(int64_t np, const int64_t* plen, const float* const* ptr
 
 #if defined(__x86_64__)
 // MR rows x NV vectors of V: the accumulators stay in registers (loops fully unrolled).
+// CONTIG: row r of every piece is at ptrs[p*MR] + r (one base register, constant offsets).
 #define QK_UKR(NAME, TGT, V)                                                                                     \
-  template <int MR, int NV>                                                                                     \
+  template <int MR, int NV, bool CONTIG = false>                                                                 \
   TGT static void NAME(int64_t np, const int64_t* plen, const float* const* ptrs, int64_t as, const float* bp,   \
                        int64_t bs, float* c, int64_t ldc, bool acc, int mr, int nr) {                           \
     typename V::T t[MR][NV];                                                                                    \
@@ -112,7 +113,7 @@ static void ukr_generic(int64_t np, const int64_t* plen, const float* const* ptr
       _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) t[r][v] = V::zero();                                 \
     for (int64_t p = 0; p < np; p++) {                                                                          \
       const float* a[MR];                                                                                       \
-      _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++) a[r] = ptrs[p * MR + r];                            \
+      _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++) a[r] = CONTIG ? ptrs[p * MR] + r : ptrs[p * MR + r]; \
       const int64_t L = plen[p];                                                                                \
       for (int64_t k = 0, o = 0; k < L; k++, o += as, bp += bs) {                                               \
         typename V::T b[NV];                                                                                    \
@@ -138,20 +139,22 @@ struct Kernel {
 };
 
 // Narrow B (few output channels: small convolutions, filter gradients) gets a kernel of
-// one vector per row and more rows, so fewer lanes idle past N.
-static Kernel kernel_for(Isa isa, int64_t N) {
+// one vector per row and more rows, so fewer lanes idle past N. Sources whose tile rows are
+// consecutive floats (a filter gradient's input channels) get kernels that address them from
+// one register: 16 row pointers would not fit in the general-purpose registers.
+static Kernel kernel_for(Isa isa, int64_t N, const ASource& a) {
 #if defined(__x86_64__)
   if (isa == Isa::Avx512) {
     if (N <= 8) return {12, 8, ukr_ymm<12, 1>};
-    if (N <= 16) return {12, 16, ukr_zmm<12, 1>};
-    return {8, 32, ukr_zmm<8, 2>};
+    if (N <= 16) return a.contiguous_rows(16) ? Kernel{16, 16, ukr_zmm<16, 1, true>} : Kernel{12, 16, ukr_zmm<12, 1>};
+    return a.contiguous_rows(8) ? Kernel{8, 32, ukr_zmm<8, 2, true>} : Kernel{8, 32, ukr_zmm<8, 2>};
   }
   if (isa == Isa::Avx2) {
     if (N <= 8) return {12, 8, ukr_ymm<12, 1>};
     return {6, 16, ukr_ymm<6, 2>};
   }
 #endif
-  (void)isa;
+  (void)isa, (void)a;
   if (N <= 8) return {4, 8, ukr_generic<4, 8>};
   return {4, 16, ukr_generic<4, 16>};
 }
@@ -167,7 +170,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const ASource& a, const BSource& b, f
       for (int64_t i = 0; i < M; i++) std::memset(C + i * ldc, 0, sizeof(float) * N);
     return;
   }
-  const Kernel kr = kernel_for(g_isa, N);
+  const Kernel kr = kernel_for(g_isa, N, a);
   const int MR = kr.MR, NR = kr.NR;
   ThreadPool& pool = ThreadPool::get();
   const int T = single_thread ? 1 : pool.size();

@@ -72,7 +72,8 @@ test('recycled output buffers never show through: dataSync copies, slice views, 
 
 test('MatMul/BatchMatMul: all transposes, odd sizes, broadcast batches, every ISA', { skip }, async () => {
   const r = rng(11);
-  const shapes = [[1, 1, 1], [1, 37, 5], [17, 1, 9], [7, 13, 3], [33, 65, 129], [130, 47, 300], [64, 64, 64], [9, 200, 2]];
+  const shapes = [[1, 1, 1], [1, 37, 5], [17, 1, 9], [7, 13, 3], [33, 65, 129], [130, 47, 300], [64, 64, 64], [9, 200, 2],
+    [32, 16, 40], [48, 7, 33]];
   await forEachIsa(async (isa) => {
     for (const [m, n, k] of shapes) {
       for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
