@@ -33,6 +33,8 @@ struct ConvA final : ASource {
     const int64_t u = wide ? d.KW * d.CI : d.CI;
     return u - k % u;
   }
+  // Wide, MR | OW: a tile is MR pixels of one output row, sw*CI floats apart.
+  int64_t row_stride(int MR) const override { return wide && d.OW % MR == 0 ? d.sw * d.CI : 0; }
   // A tile's pixels are located once; each piece then adds its kernel row (wide: every window
   // is inside, so to the window's corner) or its tap, checked against the borders.
   void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const override {
@@ -84,7 +86,7 @@ struct Im2colTA final : ASource {
   }
   int64_t run(int64_t k) const override { return d.OW - k % d.OW; }
   // A tile of MR rows | CI is MR consecutive input channels of one tap.
-  bool contiguous_rows(int MR) const override { return d.CI % MR == 0; }
+  int64_t row_stride(int MR) const override { return d.CI % MR == 0 ? 1 : 0; }
   // A pointer is the tap's offset plus the piece's (output row start) pixel.
   void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const override {
     int64_t toff[kMaxMR];

@@ -103,9 +103,9 @@ static void ukr_generic(int64_t np, const int64_t* plen, const float* const* ptr
 
 #if defined(__x86_64__)
 // MR rows x NV vectors of V: the accumulators stay in registers (loops fully unrolled).
-// CONTIG: row r of every piece is at ptrs[p*MR] + r (one base register, constant offsets).
+// RS > 0: row r of every piece is at ptrs[p*MR] + r*RS (one base register, constant offsets).
 #define QK_UKR(NAME, TGT, V)                                                                                     \
-  template <int MR, int NV, bool CONTIG = false>                                                                 \
+  template <int MR, int NV, int RS = 0>                                                                          \
   TGT static void NAME(int64_t np, const int64_t* plen, const float* const* ptrs, int64_t as, const float* bp,   \
                        int64_t bs, float* c, int64_t ldc, bool acc, int mr, int nr) {                           \
     typename V::T t[MR][NV];                                                                                    \
@@ -113,7 +113,7 @@ static void ukr_generic(int64_t np, const int64_t* plen, const float* const* ptr
       _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) t[r][v] = V::zero();                                 \
     for (int64_t p = 0; p < np; p++) {                                                                          \
       const float* a[MR];                                                                                       \
-      _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++) a[r] = CONTIG ? ptrs[p * MR] + r : ptrs[p * MR + r]; \
+      _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++) a[r] = RS ? ptrs[p * MR] + r * RS : ptrs[p * MR + r];\
       const int64_t L = plen[p];                                                                                \
       for (int64_t k = 0, o = 0; k < L; k++, o += as, bp += bs) {                                               \
         typename V::T b[NV];                                                                                    \
@@ -140,14 +140,26 @@ struct Kernel {
 
 // Narrow B (few output channels: small convolutions, filter gradients) gets a kernel of
 // one vector per row and more rows, so fewer lanes idle past N. Sources whose tile rows are
-// consecutive floats (a filter gradient's input channels) get kernels that address them from
-// one register: 16 row pointers would not fit in the general-purpose registers.
+// evenly spaced (a filter gradient's input channels, a conv's pixels along an output row)
+// get kernels that address them from one register: 16 row pointers would not fit in the
+// general-purpose registers.
+template <int MR, int NV, int... RS>
+static Ukr spaced(int64_t rs) {
+  Ukr f = nullptr;
+  (void)((rs == RS ? (f = ukr_zmm<MR, NV, RS>, true) : false) || ...);
+  return f;
+}
+
 static Kernel kernel_for(Isa isa, int64_t N, const ASource& a) {
 #if defined(__x86_64__)
   if (isa == Isa::Avx512) {
     if (N <= 8) return {12, 8, ukr_ymm<12, 1>};
-    if (N <= 16) return a.contiguous_rows(16) ? Kernel{16, 16, ukr_zmm<16, 1, true>} : Kernel{12, 16, ukr_zmm<12, 1>};
-    return a.contiguous_rows(8) ? Kernel{8, 32, ukr_zmm<8, 2, true>} : Kernel{8, 32, ukr_zmm<8, 2>};
+    if (N <= 16) {
+      if (Ukr f = spaced<16, 1, 1, 16, 32, 64>(a.row_stride(16))) return {16, 16, f};
+      return {12, 16, ukr_zmm<12, 1>};
+    }
+    if (Ukr f = spaced<8, 2, 1, 16, 32, 64, 128>(a.row_stride(8))) return {8, 32, f};
+    return {8, 32, ukr_zmm<8, 2>};
   }
   if (isa == Isa::Avx2) {
     if (N <= 8) return {12, 8, ukr_ymm<12, 1>};

@@ -27,10 +27,11 @@ struct ASource {
   // The pointers of one MR-row tile: out[p*MR + r] for row i0 + r at k = pk[p] (p < np), rows
   // r >= mr (past M) repeating row 0.
   virtual void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const = 0;
-  // Whether, in tiles of MR rows, row r is always at row 0's pointer + r (and M is a multiple of MR).
-  virtual bool contiguous_rows(int MR) const {
+  // s > 0 when, in tiles of MR rows, row r is always at row 0's pointer + r*s (and M is a
+  // multiple of MR); else 0.
+  virtual int64_t row_stride(int MR) const {
     (void)MR;
-    return false;
+    return 0;
   }
 };
 
@@ -52,7 +53,7 @@ struct DenseA final : ASource {
       : a(a_), lda(lda_), trans(trans_), M(M_), K(K_) { astride = trans ? lda : 1; }
   int64_t run(int64_t k) const override { return K - k; }
   void tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const override;
-  bool contiguous_rows(int MR) const override { return trans && M % MR == 0; }
+  int64_t row_stride(int MR) const override { return trans && M % MR == 0 ? 1 : 0; }
 };
 struct DenseB final : BSource {
   const float* b; int64_t ldb; bool trans;

@@ -161,11 +161,14 @@ test('Conv2D gradients (Conv2DBackpropInput, Conv2DBackpropFilter) vs cpu', { sk
 
 test('Conv2D and both gradients on batches large enough to split into per-image tasks', { skip }, async () => {
   // LeNet- and ResNet-like layers (odd sizes too): batch-parallel forward, filter-gradient partial sums merged
-  // over tasks, input gradient through the flipped filter (stride 1, >= 16 input channels) or gathered columns.
+  // over tasks, input gradient through the flipped filter (stride 1, >= 16 input channels) or gathered columns;
+  // whole output rows of 8 or 16 pixels (evenly spaced GEMM rows).
   const cases: ConvCase[] = [
     { b: 36, h: 28, w: 28, c: 1, co: 6, kh: 5, kw: 5, s: [1, 1], pad: 'same', d: 1 },
     { b: 24, h: 14, w: 14, c: 6, co: 16, kh: 5, kw: 5, s: [1, 1], pad: 'valid', d: 1 },
     { b: 12, h: 17, w: 15, c: 16, co: 16, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 8, h: 16, w: 16, c: 16, co: 16, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 16, h: 8, w: 8, c: 64, co: 40, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
     { b: 32, h: 16, w: 15, c: 16, co: 32, kh: 3, kw: 3, s: [2, 2], pad: 'same', d: 1 },
     { b: 32, h: 16, w: 16, c: 16, co: 32, kh: 1, kw: 1, s: [2, 2], pad: 'valid', d: 1 },
     { b: 8, h: 9, w: 8, c: 20, co: 7, kh: 3, kw: 2, s: [1, 1], pad: [[0, 0], [2, 0], [1, 1], [0, 0]], d: 1 },
