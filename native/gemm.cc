@@ -155,7 +155,7 @@ static Kernel kernel_for(Isa isa, int64_t N, const ASource& a) {
   if (isa == Isa::Avx512) {
     if (N <= 8) return {12, 8, ukr_ymm<12, 1>};
     if (N <= 16) {
-      if (Ukr f = spaced<16, 1, 1, 16, 32, 64>(a.row_stride(16))) return {16, 16, f};
+      if (Ukr f = spaced<16, 1, 1, 3, 16, 32, 64>(a.row_stride(16))) return {16, 16, f};
       return {12, 16, ukr_zmm<12, 1>};
     }
     if (Ukr f = spaced<8, 2, 1, 16, 32, 64, 128>(a.row_stride(8))) return {8, 32, f};

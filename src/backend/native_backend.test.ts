@@ -169,6 +169,7 @@ test('Conv2D and both gradients on batches large enough to split into per-image 
     { b: 12, h: 17, w: 15, c: 16, co: 16, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
     { b: 8, h: 16, w: 16, c: 16, co: 16, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
     { b: 16, h: 8, w: 8, c: 64, co: 40, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 2, h: 16, w: 16, c: 3, co: 16, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
     { b: 32, h: 16, w: 15, c: 16, co: 32, kh: 3, kw: 3, s: [2, 2], pad: 'same', d: 1 },
     { b: 32, h: 16, w: 16, c: 16, co: 32, kh: 1, kw: 1, s: [2, 2], pad: 'valid', d: 1 },
     { b: 8, h: 9, w: 8, c: 20, co: 7, kh: 3, kw: 2, s: [1, 1], pad: [[0, 0], [2, 0], [1, 1], [0, 0]], d: 1 },
