@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
+#include "simd.h"
 #include "threadpool.h"
 
 namespace qk {
@@ -46,11 +48,12 @@ const char* isa_name(Isa isa) {
 }
 
 // ---------------------------------------------------------------- sources
-void DenseA::rows(int64_t i0, int mr, int64_t k, const float** out) const {
-  for (int r = 0; r < mr; r++) {
-    int64_t i = std::min(i0 + r, M - 1);
-    out[r] = trans ? a + k * lda + i : a + i * lda + k;
-  }
+void DenseA::tile(int64_t i0, int mr, int MR, const int64_t* pk, int64_t np, const float** out) const {
+  for (int64_t p = 0; p < np; p++)
+    for (int r = 0; r < MR; r++) {
+      const int64_t i = r < mr ? i0 + r : i0;
+      out[p * MR + r] = trans ? a + pk[p] * lda + i : a + i * lda + pk[p];
+    }
 }
 
 void DenseB::pack(int64_t k0, int64_t kc, int64_t j0, int nr, int NR, float* dst) const {
@@ -75,143 +78,59 @@ void DenseB::pack(int64_t k0, int64_t kc, int64_t j0, int nr, int NR, float* dst
 }
 
 // ---------------------------------------------------------------- micro-kernels
-// ukr(np, plen, ptrs, astride, bp, c, ldc, acc, mr, nr): for each piece p, rows r read
-// ptrs[p*MR + r][t*astride], t < plen[p]; bp advances NR floats per k.
-using Ukr = void (*)(int64_t, const int64_t*, const float* const*, int64_t, const float*, float*, int64_t,
+// ukr(np, plen, ptrs, astride, bp, bstride, c, ldc, acc, mr, nr): C[mr, nr] (+)= A * B over np
+// pieces; in piece p, row r reads ptrs[p*MR + r][t*astride] for t < plen[p], and B row k is at
+// bp + k*bstride (packed panels: bstride = NR).
+using Ukr = void (*)(int64_t, const int64_t*, const float* const*, int64_t, const float*, int64_t, float*, int64_t,
                      bool, int, int);
 
 template <int MR, int NR>
 static void ukr_generic(int64_t np, const int64_t* plen, const float* const* ptrs, int64_t as, const float* bp,
-                        float* c, int64_t ldc, bool acc, int mr, int nr) {
+                        int64_t bs, float* c, int64_t ldc, bool acc, int mr, int nr) {
   float t[MR][NR] = {};
   for (int64_t p = 0; p < np; p++) {
     const float* a[MR];
     for (int r = 0; r < MR; r++) a[r] = ptrs[p * MR + r];
-    for (int64_t k = 0; k < plen[p]; k++) {
+    for (int64_t k = 0; k < plen[p]; k++, bp += bs)
       for (int r = 0; r < MR; r++) {
-        float av = a[r][k * as];
+        const float av = a[r][k * as];
         for (int j = 0; j < NR; j++) t[r][j] += av * bp[j];
       }
-      bp += NR;
-    }
   }
   for (int r = 0; r < mr; r++)
     for (int j = 0; j < nr; j++) c[r * ldc + j] = acc ? c[r * ldc + j] + t[r][j] : t[r][j];
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) static void ukr_avx2(int64_t np, const int64_t* plen,
-                                                          const float* const* ptrs, int64_t as,
-                                                          const float* bp, float* c, int64_t ldc, bool acc,
-                                                          int mr, int nr) {
-  constexpr int MR = 6;
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
-         c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  for (int64_t p = 0; p < np; p++) {
-    const float *a0 = ptrs[p * MR], *a1 = ptrs[p * MR + 1], *a2 = ptrs[p * MR + 2], *a3 = ptrs[p * MR + 3],
-                *a4 = ptrs[p * MR + 4], *a5 = ptrs[p * MR + 5];
-    int64_t L = plen[p];
-#define QK_AVX2_STEP(off)                                                  \
-  {                                                                        \
-    __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);        \
-    __m256 av = _mm256_broadcast_ss(a0 + (off));                           \
-    c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01); \
-    av = _mm256_broadcast_ss(a1 + (off));                                  \
-    c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11); \
-    av = _mm256_broadcast_ss(a2 + (off));                                  \
-    c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21); \
-    av = _mm256_broadcast_ss(a3 + (off));                                  \
-    c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31); \
-    av = _mm256_broadcast_ss(a4 + (off));                                  \
-    c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41); \
-    av = _mm256_broadcast_ss(a5 + (off));                                  \
-    c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51); \
-    bp += 16;                                                              \
+// MR rows x NV vectors of V: the accumulators stay in registers (loops fully unrolled).
+// RS > 0: row r of every piece is at ptrs[p*MR] + r*RS (one base register, constant offsets).
+#define QK_UKR(NAME, TGT, V)                                                                                     \
+  template <int MR, int NV, int RS = 0>                                                                          \
+  TGT static void NAME(int64_t np, const int64_t* plen, const float* const* ptrs, int64_t as, const float* bp,   \
+                       int64_t bs, float* c, int64_t ldc, bool acc, int mr, int nr) {                           \
+    typename V::T t[MR][NV];                                                                                    \
+    _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                                                       \
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) t[r][v] = V::zero();                                 \
+    for (int64_t p = 0; p < np; p++) {                                                                          \
+      const float* a[MR];                                                                                       \
+      _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++) a[r] = RS ? ptrs[p * MR] + r * RS : ptrs[p * MR + r];\
+      const int64_t L = plen[p];                                                                                \
+      for (int64_t k = 0, o = 0; k < L; k++, o += as, bp += bs) {                                               \
+        typename V::T b[NV];                                                                                    \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) b[v] = V::load(bp + v * V::W);                     \
+        _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++) {                                                 \
+          const typename V::T av = V::bcast(a[r] + o);                                                          \
+          _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) t[r][v] = V::fma(av, b[v], t[r][v]);             \
+        }                                                                                                       \
+      }                                                                                                         \
+    }                                                                                                           \
+    for (int r = 0; r < mr; r++)                                                                                \
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) if (nr > v * V::W)                                   \
+        V::store(c + r * ldc + v * V::W, t[r][v], nr - v * V::W, acc);                                          \
   }
-    if (as == 1) {
-      for (int64_t k = 0; k < L; k++) QK_AVX2_STEP(k)
-    } else {
-      for (int64_t k = 0, o = 0; k < L; k++, o += as) QK_AVX2_STEP(o)
-    }
-#undef QK_AVX2_STEP
-  }
-  __m256 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  if (nr == 16) {
-    for (int r = 0; r < mr; r++) {
-      float* cr = c + r * ldc;
-      __m256 v0 = rows[r][0], v1 = rows[r][1];
-      if (acc) {
-        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(cr));
-        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(cr + 8));
-      }
-      _mm256_storeu_ps(cr, v0);
-      _mm256_storeu_ps(cr + 8, v1);
-    }
-  } else {
-    alignas(32) float t[16];
-    for (int r = 0; r < mr; r++) {
-      float* cr = c + r * ldc;
-      _mm256_store_ps(t, rows[r][0]);
-      _mm256_store_ps(t + 8, rows[r][1]);
-      for (int j = 0; j < nr; j++) cr[j] = acc ? cr[j] + t[j] : t[j];
-    }
-  }
-}
-
-__attribute__((target("avx512f,fma"))) static void ukr_avx512(int64_t np, const int64_t* plen,
-                                                               const float* const* ptrs, int64_t as,
-                                                               const float* bp, float* c, int64_t ldc,
-                                                               bool acc, int mr, int nr) {
-  constexpr int MR = 8;
-  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
-         c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-  for (int64_t p = 0; p < np; p++) {
-    const float *a0 = ptrs[p * MR], *a1 = ptrs[p * MR + 1], *a2 = ptrs[p * MR + 2], *a3 = ptrs[p * MR + 3],
-                *a4 = ptrs[p * MR + 4], *a5 = ptrs[p * MR + 5], *a6 = ptrs[p * MR + 6], *a7 = ptrs[p * MR + 7];
-    int64_t L = plen[p];
-#define QK_AVX512_STEP(off)                                                 \
-  {                                                                         \
-    __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);        \
-    __m512 av = _mm512_set1_ps(a0[off]);                                    \
-    c00 = _mm512_fmadd_ps(av, b0, c00); c01 = _mm512_fmadd_ps(av, b1, c01); \
-    av = _mm512_set1_ps(a1[off]);                                           \
-    c10 = _mm512_fmadd_ps(av, b0, c10); c11 = _mm512_fmadd_ps(av, b1, c11); \
-    av = _mm512_set1_ps(a2[off]);                                           \
-    c20 = _mm512_fmadd_ps(av, b0, c20); c21 = _mm512_fmadd_ps(av, b1, c21); \
-    av = _mm512_set1_ps(a3[off]);                                           \
-    c30 = _mm512_fmadd_ps(av, b0, c30); c31 = _mm512_fmadd_ps(av, b1, c31); \
-    av = _mm512_set1_ps(a4[off]);                                           \
-    c40 = _mm512_fmadd_ps(av, b0, c40); c41 = _mm512_fmadd_ps(av, b1, c41); \
-    av = _mm512_set1_ps(a5[off]);                                           \
-    c50 = _mm512_fmadd_ps(av, b0, c50); c51 = _mm512_fmadd_ps(av, b1, c51); \
-    av = _mm512_set1_ps(a6[off]);                                           \
-    c60 = _mm512_fmadd_ps(av, b0, c60); c61 = _mm512_fmadd_ps(av, b1, c61); \
-    av = _mm512_set1_ps(a7[off]);                                           \
-    c70 = _mm512_fmadd_ps(av, b0, c70); c71 = _mm512_fmadd_ps(av, b1, c71); \
-    bp += 32;                                                               \
-  }
-    if (as == 1) {
-      for (int64_t k = 0; k < L; k++) QK_AVX512_STEP(k)
-    } else {
-      for (int64_t k = 0, o = 0; k < L; k++, o += as) QK_AVX512_STEP(o)
-    }
-#undef QK_AVX512_STEP
-  }
-  __m512 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
-                        {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
-  __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
-  __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
-  for (int r = 0; r < mr; r++) {
-    float* cr = c + r * ldc;
-    __m512 v0 = rows[r][0], v1 = rows[r][1];
-    if (acc) {
-      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
-      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
-    }
-    _mm512_mask_storeu_ps(cr, m0, v0);
-    _mm512_mask_storeu_ps(cr + 16, m1, v1);
-  }
-}
+QK_UKR(ukr_zmm, QK_TGT512, Zmm)
+QK_UKR(ukr_ymm, QK_TGT256, Ymm)
+#undef QK_UKR
 #endif
 
 struct Kernel {
@@ -219,12 +138,36 @@ struct Kernel {
   Ukr fn;
 };
 
-static Kernel kernel_for(Isa isa) {
+// Narrow B (few output channels: small convolutions, filter gradients) gets a kernel of
+// one vector per row and more rows, so fewer lanes idle past N. Sources whose tile rows are
+// evenly spaced (a filter gradient's input channels, a conv's pixels along an output row)
+// get kernels that address them from one register: 16 row pointers would not fit in the
+// general-purpose registers.
+template <int MR, int NV, int... RS>
+static Ukr spaced(int64_t rs) {
+  Ukr f = nullptr;
+  (void)((rs == RS ? (f = ukr_zmm<MR, NV, RS>, true) : false) || ...);
+  return f;
+}
+
+static Kernel kernel_for(Isa isa, int64_t N, const ASource& a) {
 #if defined(__x86_64__)
-  if (isa == Isa::Avx512) return {8, 32, ukr_avx512};
-  if (isa == Isa::Avx2) return {6, 16, ukr_avx2};
+  if (isa == Isa::Avx512) {
+    if (N <= 8) return {12, 8, ukr_ymm<12, 1>};
+    if (N <= 16) {
+      if (Ukr f = spaced<16, 1, 1, 3, 16, 32, 64>(a.row_stride(16))) return {16, 16, f};
+      return {12, 16, ukr_zmm<12, 1>};
+    }
+    if (Ukr f = spaced<8, 2, 1, 16, 32, 64, 128>(a.row_stride(8))) return {8, 32, f};
+    return {8, 32, ukr_zmm<8, 2>};
+  }
+  if (isa == Isa::Avx2) {
+    if (N <= 8) return {12, 8, ukr_ymm<12, 1>};
+    return {6, 16, ukr_ymm<6, 2>};
+  }
 #endif
-  (void)isa;
+  (void)isa, (void)a;
+  if (N <= 8) return {4, 8, ukr_generic<4, 8>};
   return {4, 16, ukr_generic<4, 16>};
 }
 
@@ -239,7 +182,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const ASource& a, const BSource& b, f
       for (int64_t i = 0; i < M; i++) std::memset(C + i * ldc, 0, sizeof(float) * N);
     return;
   }
-  const Kernel kr = kernel_for(g_isa);
+  const Kernel kr = kernel_for(g_isa, N, a);
   const int MR = kr.MR, NR = kr.NR;
   ThreadPool& pool = ThreadPool::get();
   const int T = single_thread ? 1 : pool.size();
@@ -252,7 +195,9 @@ void gemm(int64_t M, int64_t N, int64_t K, const ASource& a, const BSource& b, f
   // Narrow B (conv filters, dy of a filter gradient): longer k chunks, fewer synchronizations.
   const int64_t kcMax = N <= 128 ? 1024 : 512;
   const int64_t KC = K <= kcMax + kcMax / 4 ? K : cdiv(K, cdiv(K, kcMax));
-  std::vector<float> bpack((size_t)cdiv(NC, NR) * NR * KC);
+  std::unique_ptr<float[]> bpack(new float[(size_t)(cdiv(NC, NR) * NR * KC)]);  // uninitialized: pack writes it
+  std::vector<const float*> bpanel(cdiv(NC, NR));
+  std::vector<int64_t> bstride(cdiv(NC, NR));
 
   const int64_t mtiles = cdiv(M, MR);
   // Row-tile groups: enough for load balance, each small enough for its A rows to stay in L2.
@@ -266,9 +211,16 @@ void gemm(int64_t M, int64_t N, int64_t K, const ASource& a, const BSource& b, f
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       const int64_t kc = std::min(KC, K - k0);
       auto packPanel = [&](int64_t p) {
-        int64_t j0 = jc + p * NR;
-        int nr = (int)std::min<int64_t>(NR, N - j0);
-        b.pack(k0, kc, j0, nr, NR, bpack.data() + p * kc * NR);
+        const int64_t j0 = jc + p * NR;
+        const int nr = (int)std::min<int64_t>(NR, N - j0);
+        const float* d = nr == NR ? b.direct(k0, j0, &bstride[p]) : nullptr;
+        if (d) {
+          bpanel[p] = d;
+        } else {
+          b.pack(k0, kc, j0, nr, NR, bpack.get() + p * kc * NR);
+          bpanel[p] = bpack.get() + p * kc * NR;
+          bstride[p] = NR;
+        }
       };
       if (Tuse > 1 && npanels > 1) pool.parallel_for(npanels, packPanel);
       else for (int64_t p = 0; p < npanels; p++) packPanel(p);
@@ -291,11 +243,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const ASource& a, const BSource& b, f
         for (int64_t t = t0; t < t1; t++) {
           const int64_t i0 = t * MR;
           const int mr = (int)std::min<int64_t>(MR, M - i0);
-          const float** pp = all.data() + (t - t0) * np * MR;
-          for (int64_t p = 0; p < np; p++) {
-            a.rows(i0, mr, pk[p], pp + p * MR);
-            for (int r = mr; r < MR; r++) pp[p * MR + r] = pp[p * MR];
-          }
+          a.tile(i0, mr, MR, pk.data(), np, all.data() + (t - t0) * np * MR);
         }
         for (int64_t pnl = 0; pnl < npanels; pnl++) {
           const int64_t j0 = jc + pnl * NR;
@@ -303,7 +251,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const ASource& a, const BSource& b, f
           for (int64_t t = t0; t < t1; t++) {
             const int64_t i0 = t * MR;
             const int mr = (int)std::min<int64_t>(MR, M - i0);
-            kr.fn(np, plen.data(), all.data() + (t - t0) * np * MR, a.astride, bpack.data() + pnl * kc * NR,
+            kr.fn(np, plen.data(), all.data() + (t - t0) * np * MR, a.astride, bpanel[pnl], bstride[pnl],
                   C + i0 * ldc + j0, ldc, acc, mr, nr);
           }
         }

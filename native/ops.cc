@@ -236,16 +236,6 @@ void reduce(int op, const float* x, float* out, int64_t outer, int64_t mid, int6
 }
 
 // ---------------------------------------------------------------- batch norm, softmax, bias+act
-QK_MULTI(void, bn_rows,
-         (const float* x, const float* mul, const float* add, float* y, int64_t r0, int64_t r1, int64_t C),
-         (x, mul, add, y, r0, r1, C)) {
-  for (int64_t r = r0; r < r1; r++) {
-    const float* xr = x + r * C;
-    float* yr = y + r * C;
-    for (int64_t c = 0; c < C; c++) yr[c] = xr[c] * mul[c] + add[c];
-  }
-}
-
 void batch_norm(const float* x, const float* mean, int64_t nmean, const float* var, int64_t nvar,
                 const float* offset, int64_t noff, const float* scale, int64_t nscale, float eps, float* y,
                 int64_t n, int64_t C) {
@@ -258,9 +248,7 @@ void batch_norm(const float* x, const float* mean, int64_t nmean, const float* v
     mul[c] = inv;
     add[c] = o - m * inv;
   }
-  const int64_t R = n / C;
-  parallel_range(R, std::max<int64_t>(1, kGrain / C),
-                 [&](int64_t s, int64_t e) { bn_rows(x, mul.data(), add.data(), y, s, e, C); });
+  channel_affine(x, mul.data(), add.data(), y, n / C, C);
 }
 
 void softmax(const float* x, float* y, int64_t R, int64_t C) {
@@ -647,107 +635,177 @@ void clip(const float* x, float* y, int64_t n, float lo, float hi) {
 namespace qk {
 
 // ---------------------------------------------------------------- batch norm, training mode
-// Statistics over all rows of x[R, C] (NHWC: R = N*H*W), per channel. Sums are taken per
-// chunk of rows in double, then merged, so results do not depend on the thread count.
+// Per-channel work on x[R, C] (NHWC: R = N*H*W) runs over the flat array in blocks of L =
+// lcm(C, 16) elements (C itself when C >= 64), with each per-channel parameter repeated into
+// an L-long pattern: no per-element channel index, and the loops vectorize for C = 3 or 6.
+// Reductions go by fixed chunks of rows (a multiple of L / C), summed in double (float within a
+// few blocks) and merged in chunk order: results do not depend on the thread count.
 static constexpr int64_t kBnChunkRows = 1024;
 
-QK_MULTI(void, bn_sum_rows, (const float* x, int64_t r0, int64_t r1, int64_t C, const double* center, double* acc),
-         (x, r0, r1, C, center, acc)) {
-  for (int64_t r = r0; r < r1; r++) {
-    const float* xr = x + r * C;
-    if (center)
-      for (int64_t c = 0; c < C; c++) {
-        const double d = (double)xr[c] - center[c];
-        acc[c] += d * d;
+static int64_t bn_block(int64_t C) {
+  if (C >= 64) return C;
+  int64_t g = 16, c = C;
+  while (c) std::swap(g %= c, c);  // gcd(16, C)
+  return C * 16 / g;
+}
+
+template <class T>
+static std::vector<T> bn_pattern(const std::vector<T>& v, int64_t L) {
+  std::vector<T> p((size_t)L);
+  for (int64_t j = 0; j < L; j++) p[j] = v[j % v.size()];
+  return p;
+}
+
+// Calls f(r0, r1) over the fixed row chunks in parallel, then merges each chunk's L-long partial
+// sums (nsum arrays, chunk order) into per-channel totals out[s][c].
+template <class F>
+static void bn_chunk_sums(int64_t R, int64_t C, int64_t L, int nsum, std::vector<double>* out, F&& f) {
+  const int64_t chunks = (R + kBnChunkRows - 1) / kBnChunkRows;
+  std::vector<double> part((size_t)(chunks * nsum * L), 0.0);
+  ThreadPool::get().parallel_for(chunks, [&](int64_t k) {
+    f(k * kBnChunkRows, std::min(R, (k + 1) * kBnChunkRows), &part[k * nsum * L]);
+  });
+  for (int s = 0; s < nsum; s++) out[s].assign((size_t)C, 0.0);
+  for (int64_t k = 0; k < chunks; k++)
+    for (int s = 0; s < nsum; s++)
+      for (int64_t j = 0; j < L; j++) out[s][j % C] += part[(k * nsum + s) * L + j];
+}
+
+// Runs f(e0, e1) over element ranges of whole row blocks (L elements; the last may be short).
+template <class F>
+static void bn_rows_parallel(int64_t R, int64_t C, int64_t L, F&& f) {
+  const int64_t n = R * C, blocks = (n + L - 1) / L;
+  parallel_range(blocks, std::max<int64_t>(1, kGrain / L),
+                 [&](int64_t s, int64_t e) { f(s * L, std::min(n, e * L)); });
+}
+
+// Float sums over up to kBnFloatBlocks blocks of L, then added to the double totals: the float
+// loops vectorize twice as wide and keep the chunk's sums exact to ~1e-7.
+static constexpr int64_t kBnFloatBlocks = 32;
+
+// s1[j] += x - shift, s2[j] += (x - shift)^2 over elements [e0, e1) (e0 a multiple of L); f1, f2:
+// L floats of scratch.
+QK_MULTI(void, bn_moment_sums,
+         (const float* __restrict x, int64_t e0, int64_t e1, int64_t L, const float* __restrict shift,
+          float* __restrict f1, float* __restrict f2, double* __restrict s1, double* __restrict s2),
+         (x, e0, e1, L, shift, f1, f2, s1, s2)) {
+  for (int64_t i0 = e0; i0 < e1; i0 += kBnFloatBlocks * L) {
+    for (int64_t j = 0; j < L; j++) f1[j] = f2[j] = 0.f;
+    for (int64_t i = i0; i < std::min(e1, i0 + kBnFloatBlocks * L); i += L) {
+      const int64_t m = std::min(L, e1 - i);
+      const float* xi = x + i;
+      for (int64_t j = 0; j < m; j++) {
+        const float d = xi[j] - shift[j];
+        f1[j] += d;
+        f2[j] += d * d;
       }
-    else
-      for (int64_t c = 0; c < C; c++) acc[c] += (double)xr[c];
+    }
+    for (int64_t j = 0; j < L; j++) {
+      s1[j] += f1[j];
+      s2[j] += f2[j];
+    }
   }
 }
 
-static void bn_channel_sums(const float* x, int64_t R, int64_t C, const double* center, double* out) {
-  const int64_t chunks = (R + kBnChunkRows - 1) / kBnChunkRows;
-  std::vector<double> part((size_t)(chunks * C), 0.0);
-  ThreadPool::get().parallel_for(chunks, [&](int64_t k) {
-    bn_sum_rows(x, k * kBnChunkRows, std::min(R, (k + 1) * kBnChunkRows), C, center, &part[k * C]);
-  });
-  for (int64_t c = 0; c < C; c++) out[c] = 0.0;
-  for (int64_t k = 0; k < chunks; k++)
-    for (int64_t c = 0; c < C; c++) out[c] += part[k * C + c];
+// y = x * mul + add over elements [e0, e1) (patterns of L).
+QK_MULTI(void, affine_range,
+         (const float* __restrict x, const float* __restrict mul, const float* __restrict add, float* __restrict y,
+          int64_t e0, int64_t e1, int64_t L),
+         (x, mul, add, y, e0, e1, L)) {
+  for (int64_t i = e0; i < e1; i += L) {
+    const int64_t m = std::min(L, e1 - i);
+    for (int64_t j = 0; j < m; j++) y[i + j] = x[i + j] * mul[j] + add[j];
+  }
+}
+
+void channel_affine(const float* x, const float* mul, const float* add, float* y, int64_t R, int64_t C) {
+  const int64_t L = bn_block(C);
+  const std::vector<float> mp = bn_pattern(std::vector<float>(mul, mul + C), L),
+                           ap = bn_pattern(std::vector<float>(add, add + C), L);
+  bn_rows_parallel(R, C, L, [&](int64_t e0, int64_t e1) { affine_range(x, mp.data(), ap.data(), y, e0, e1, L); });
 }
 
 void batch_norm_train(const float* x, int64_t R, int64_t C, const float* scale, const float* offset, float eps,
                       float* y, float* mean, float* var, float* invstd) {
-  std::vector<double> s(C), m(C);
-  bn_channel_sums(x, R, C, nullptr, s.data());
-  for (int64_t c = 0; c < C; c++) m[c] = s[c] / (double)R;
-  bn_channel_sums(x, R, C, m.data(), s.data());
+  // One pass: sums of (x - shift) and its square, shifted by the first row so that a mean far
+  // from zero does not cancel the variance away.
+  const int64_t L = bn_block(C);
+  const std::vector<float> first(x, x + C), shift = bn_pattern(first, L);
+  std::vector<double> sums[2];
+  bn_chunk_sums(R, C, L, 2, sums, [&](int64_t r0, int64_t r1, double* acc) {
+    std::vector<float> f((size_t)(2 * L));
+    bn_moment_sums(x, r0 * C, r1 * C, L, shift.data(), f.data(), f.data() + L, acc, acc + L);
+  });
   std::vector<float> mul(C), add(C);
   for (int64_t c = 0; c < C; c++) {
-    const double v = s[c] / (double)R;
+    const double d = sums[0][c] / (double)R, v = std::max(0.0, sums[1][c] / (double)R - d * d);
     const float is = (float)(1.0 / std::sqrt(v + (double)eps));
-    mean[c] = (float)m[c];
+    mean[c] = (float)((double)first[c] + d);
     var[c] = (float)v;
     invstd[c] = is;
     mul[c] = is * (scale ? scale[c] : 1.f);
     add[c] = (offset ? offset[c] : 0.f) - mean[c] * mul[c];
   }
-  if (y)
-    parallel_range(R, std::max<int64_t>(1, kGrain / C), [&](int64_t a, int64_t b) { bn_rows(x, mul.data(), add.data(), y, a, b, C); });
+  if (y) channel_affine(x, mul.data(), add.data(), y, R, C);
 }
 
-void channel_affine(const float* x, const float* mul, const float* add, float* y, int64_t R, int64_t C) {
-  parallel_range(R, std::max<int64_t>(1, kGrain / C), [&](int64_t a, int64_t b) { bn_rows(x, mul, add, y, a, b, C); });
-}
-
+// s1[j] += dy, s2[j] += dy * (x - mean) over elements [e0, e1) (float partials as above).
 QK_MULTI(void, bn_grad_sums,
-         (const float* dy, const float* x, const float* mean, const float* invstd, int64_t r0, int64_t r1, int64_t C,
-          double* sdy, double* sdyx),
-         (dy, x, mean, invstd, r0, r1, C, sdy, sdyx)) {
-  for (int64_t r = r0; r < r1; r++) {
-    const float *g = dy + r * C, *xr = x + r * C;
-    for (int64_t c = 0; c < C; c++) {
-      sdy[c] += (double)g[c];
-      sdyx[c] += (double)(g[c] * ((xr[c] - mean[c]) * invstd[c]));
+         (const float* __restrict dy, const float* __restrict x, const float* __restrict mean, int64_t e0, int64_t e1,
+          int64_t L, float* __restrict f1, float* __restrict f2, double* __restrict s1, double* __restrict s2),
+         (dy, x, mean, e0, e1, L, f1, f2, s1, s2)) {
+  for (int64_t i0 = e0; i0 < e1; i0 += kBnFloatBlocks * L) {
+    for (int64_t j = 0; j < L; j++) f1[j] = f2[j] = 0.f;
+    for (int64_t i = i0; i < std::min(e1, i0 + kBnFloatBlocks * L); i += L) {
+      const int64_t m = std::min(L, e1 - i);
+      for (int64_t j = 0; j < m; j++) {
+        const float g = dy[i + j];
+        f1[j] += g;
+        f2[j] += g * (x[i + j] - mean[j]);
+      }
+    }
+    for (int64_t j = 0; j < L; j++) {
+      s1[j] += f1[j];
+      s2[j] += f2[j];
     }
   }
 }
 
-QK_MULTI(void, bn_grad_rows,
-         (const float* dy, const float* x, const float* mean, const float* invstd, const float* k1, const float* k2,
-          const float* k3, float* dx, int64_t r0, int64_t r1, int64_t C),
-         (dy, x, mean, invstd, k1, k2, k3, dx, r0, r1, C)) {
-  // dx = k1 * dy - k2 - xhat * k3, with k1 = scale*invstd, k2 = k1*mean(dy), k3 = k1*mean(dy*xhat)
-  for (int64_t r = r0; r < r1; r++) {
-    const float *g = dy + r * C, *xr = x + r * C;
-    float* o = dx + r * C;
-    for (int64_t c = 0; c < C; c++) o[c] = k1[c] * g[c] - k2[c] - ((xr[c] - mean[c]) * invstd[c]) * k3[c];
+// dx = kg * dy + kx * x + k0 over elements [e0, e1).
+QK_MULTI(void, bn_grad_dx,
+         (const float* __restrict dy, const float* __restrict x, const float* __restrict kg, const float* __restrict kx,
+          const float* __restrict k0, float* __restrict dx, int64_t e0, int64_t e1, int64_t L),
+         (dy, x, kg, kx, k0, dx, e0, e1, L)) {
+  for (int64_t i = e0; i < e1; i += L) {
+    const int64_t m = std::min(L, e1 - i);
+    for (int64_t j = 0; j < m; j++) dx[i + j] = kg[j] * dy[i + j] + kx[j] * x[i + j] + k0[j];
   }
 }
 
 void batch_norm_train_grad(const float* dy, const float* x, int64_t R, int64_t C, const float* mean,
                            const float* invstd, const float* scale, float* dx, float* dscale, float* doffset) {
-  const int64_t chunks = (R + kBnChunkRows - 1) / kBnChunkRows;
-  std::vector<double> p1((size_t)(chunks * C), 0.0), p2((size_t)(chunks * C), 0.0);
-  ThreadPool::get().parallel_for(chunks, [&](int64_t k) {
-    bn_grad_sums(dy, x, mean, invstd, k * kBnChunkRows, std::min(R, (k + 1) * kBnChunkRows), C, &p1[k * C], &p2[k * C]);
+  const int64_t L = bn_block(C);
+  const std::vector<float> mp = bn_pattern(std::vector<float>(mean, mean + C), L);
+  std::vector<double> sums[2];
+  bn_chunk_sums(R, C, L, 2, sums, [&](int64_t r0, int64_t r1, double* acc) {
+    std::vector<float> f((size_t)(2 * L));
+    bn_grad_sums(dy, x, mp.data(), r0 * C, r1 * C, L, f.data(), f.data() + L, acc, acc + L);
   });
-  std::vector<float> k1(C), k2(C), k3(C);
+  // dx = s*is * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean) * is, folded into
+  // kg * dy + kx * x + k0 per channel.
+  std::vector<float> kg(C), kx(C), k0(C);
   for (int64_t c = 0; c < C; c++) {
-    double a = 0, b = 0;
-    for (int64_t k = 0; k < chunks; k++) {
-      a += p1[k * C + c];
-      b += p2[k * C + c];
-    }
-    if (doffset) doffset[c] = (float)a;
-    if (dscale) dscale[c] = (float)b;
-    const float s = (scale ? scale[c] : 1.f) * invstd[c];
-    k1[c] = s;
-    k2[c] = (float)(s * a / (double)R);
-    k3[c] = (float)(s * b / (double)R);
+    const double is = invstd[c], sdy = sums[0][c], sdyx = sums[1][c] * is;  // sum(dy), sum(dy * xhat)
+    if (doffset) doffset[c] = (float)sdy;
+    if (dscale) dscale[c] = (float)sdyx;
+    const double k1 = (scale ? scale[c] : 1.f) * is, k3 = k1 * sdyx / (double)R * is;
+    kg[c] = (float)k1;
+    kx[c] = (float)-k3;
+    k0[c] = (float)(-k1 * sdy / (double)R + k3 * mean[c]);
   }
-  parallel_range(R, std::max<int64_t>(1, kGrain / C), [&](int64_t a, int64_t b) {
-    bn_grad_rows(dy, x, mean, invstd, k1.data(), k2.data(), k3.data(), dx, a, b, C);
+  const std::vector<float> pg = bn_pattern(kg, L), px = bn_pattern(kx, L), p0 = bn_pattern(k0, L);
+  bn_rows_parallel(R, C, L, [&](int64_t e0, int64_t e1) {
+    bn_grad_dx(dy, x, pg.data(), px.data(), p0.data(), dx, e0, e1, L);
   });
 }
 

@@ -72,7 +72,8 @@ test('recycled output buffers never show through: dataSync copies, slice views, 
 
 test('MatMul/BatchMatMul: all transposes, odd sizes, broadcast batches, every ISA', { skip }, async () => {
   const r = rng(11);
-  const shapes = [[1, 1, 1], [1, 37, 5], [17, 1, 9], [7, 13, 3], [33, 65, 129], [130, 47, 300], [64, 64, 64], [9, 200, 2]];
+  const shapes = [[1, 1, 1], [1, 37, 5], [17, 1, 9], [7, 13, 3], [33, 65, 129], [130, 47, 300], [64, 64, 64], [9, 200, 2],
+    [32, 16, 40], [48, 7, 33]];
   await forEachIsa(async (isa) => {
     for (const [m, n, k] of shapes) {
       for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
@@ -158,6 +159,35 @@ test('Conv2D gradients (Conv2DBackpropInput, Conv2DBackpropFilter) vs cpu', { sk
   });
 });
 
+test('Conv2D and both gradients on batches large enough to split into per-image tasks', { skip }, async () => {
+  // LeNet- and ResNet-like layers (odd sizes too): batch-parallel forward, filter-gradient partial sums merged
+  // over tasks, input gradient through the flipped filter (stride 1, >= 16 input channels) or gathered columns;
+  // whole output rows of 8 or 16 pixels (evenly spaced GEMM rows).
+  const cases: ConvCase[] = [
+    { b: 36, h: 28, w: 28, c: 1, co: 6, kh: 5, kw: 5, s: [1, 1], pad: 'same', d: 1 },
+    { b: 24, h: 14, w: 14, c: 6, co: 16, kh: 5, kw: 5, s: [1, 1], pad: 'valid', d: 1 },
+    { b: 12, h: 17, w: 15, c: 16, co: 16, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 8, h: 16, w: 16, c: 16, co: 16, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 16, h: 8, w: 8, c: 64, co: 40, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 2, h: 16, w: 16, c: 3, co: 16, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 32, h: 16, w: 15, c: 16, co: 32, kh: 3, kw: 3, s: [2, 2], pad: 'same', d: 1 },
+    { b: 32, h: 16, w: 16, c: 16, co: 32, kh: 1, kw: 1, s: [2, 2], pad: 'valid', d: 1 },
+    { b: 8, h: 9, w: 8, c: 20, co: 7, kh: 3, kw: 2, s: [1, 1], pad: [[0, 0], [2, 0], [1, 1], [0, 0]], d: 1 },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const r = rng(450 + i);
+    const xv = randArray(r, c.b * c.h * c.w * c.c), fv = randArray(r, c.kh * c.kw * c.c * c.co);
+    await close(`batched conv ${i} ${JSON.stringify(c)}`, () => {
+      const x = tf.tensor4d(xv, [c.b, c.h, c.w, c.c]), f = tf.tensor4d(fv, [c.kh, c.kw, c.c, c.co]);
+      const [dx, df] = tf.grads((a: tf.Tensor, b: tf.Tensor) => {
+        const y = tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.s, c.pad);
+        return tf.sum(tf.mul(y, tf.cos(y)));
+      })([x, f]);
+      return [tf.conv2d(x, f, c.s, c.pad), dx, df];
+    });
+  }
+});
+
 test('DepthwiseConv2dNative forward and both backprops (multiplier 1 and 2)', { skip }, async () => {
   for (const [i, c] of convCases(41, 30, false).entries()) {
     if (Array.isArray(c.pad)) continue;
@@ -176,20 +206,21 @@ test('DepthwiseConv2dNative forward and both backprops (multiplier 1 and 2)', { 
   }
 });
 
-test('MaxPool/AvgPool forward and gradients; max ties go to the first maximum', { skip }, async () => {
+test('MaxPool/AvgPool forward and gradients; max ties go to the first maximum; every ISA', { skip }, async () => {
   const r = rng(51);
   const poolCases: [number | [number, number], number | [number, number], 'same' | 'valid'][] =
-    [[2, 2, 'valid'], [3, 2, 'same'], [3, 1, 'same'], [2, 1, 'valid'], [3, 3, 'valid'], [[2, 3], [1, 2], 'same']];
+    [[2, 2, 'valid'], [3, 2, 'same'], [3, 1, 'same'], [2, 1, 'valid'], [3, 3, 'valid'], [[2, 3], [1, 2], 'same'],
+      [3, 3, 'same'], [[2, 2], [3, 2], 'same']];
   for (const [i, [k, s, pad]] of poolCases.entries()) {
-    const b = i % 2 ? 1 : 2, h = 7 + i, w = 8, c = 5;
+    const b = i % 2 ? 1 : 2, h = 7 + i, w = 8, c = [5, 16, 21][i % 3]; // channels: a masked tail, full vectors, both
     const xv = randArray(r, b * h * w * c);
     for (let j = 0; j < xv.length; j += 3) xv[j] = 0; // many ties after relu
-    await close(`pool k=${k} s=${s} ${pad}`, () => {
+    await forEachIsa((isa) => close(`${isa} pool k=${k} s=${s} ${pad}`, () => {
       const x = tf.relu(tf.tensor4d(xv, [b, h, w, c]));
       const fwd = [tf.maxPool(x, k, s, pad), tf.avgPool(x, k, s, pad)];
       const gm = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, k, s, pad), tf.reshape(tf.range(1, 1 + fwd[0].size), fwd[0].shape))))(x);
       return [...fwd, gm];
-    });
+    }));
     if (pad === 'valid') {
       await close(`avgPool grad k=${k} s=${s} valid`, () => tf.grad((a: tf.Tensor) =>
         tf.sum(tf.square(tf.avgPool(a as tf.Tensor4D, k, s, pad))))(tf.tensor4d(xv, [b, h, w, c])));
@@ -307,9 +338,12 @@ test('FusedBatchNorm and Softmax', { skip }, async () => {
 test('fused training batch norm (QatBatchNormTrain + Grad) matches the tfjs-op composition on cpu', { skip }, async () => {
   assert.ok(hasBatchNormTrainKernel());
   const r = rng(67);
-  for (const shape of [[4, 7, 7, 6], [1, 5, 3, 33], [32, 10], [3, 2, 2, 1]]) {
+  // Several row chunks (> 1024 rows), channel counts with short and long patterns, a mean far from zero.
+  const cases: [number[], number][] = [[[4, 7, 7, 6], 0], [[1, 5, 3, 33], 0], [[32, 10], 0], [[3, 2, 2, 1], 0],
+    [[3, 30, 30, 6], 0], [[2, 33, 20, 33], 0], [[1100, 70], 0], [[5, 17, 19, 16], 100]];
+  for (const [shape, center] of cases) {
     const n = tf.util.sizeFromShape(shape), c = shape[shape.length - 1];
-    const xv = randArray(r, n, -2, 3), wv = randArray(r, n), sv = randArray(r, c, 0.5, 1.5), ov = randArray(r, c);
+    const xv = randArray(r, n, center - 2, center + 3), wv = randArray(r, n), sv = randArray(r, c, 0.5, 1.5), ov = randArray(r, c);
     await close(`batchNormTrain [${shape}]`, () => {
       const x = tf.tensor(xv, shape), w = tf.tensor(wv, shape), s = tf.tensor1d(sv), o = tf.tensor1d(ov);
       const { y, mean, variance } = batchNormTrain(x, s, o, 1e-3);
