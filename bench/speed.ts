@@ -2,10 +2,10 @@
  * Speed benchmark: qatkit's active backend (native when built) against PyTorch on the same
  * machine, row by row in the same run (bench/speed_peer.py, /usr/bin/python3, 2 threads).
  *
- *   npx tsc -p . && node dist/bench/speed.js [--reps 10] [--only matmul] [--out rows.json] [--no-peer]
+ *   npx tsc -p . && node dist/bench/speed.js [--reps 10] [--warmup-ms 2000] [--only matmul] [--out rows.json] [--no-peer]
  *
- * Times are medians of --reps runs after 3 warm-ups; ratio = peer_ms / ours_ms (> 1: we are
- * faster). Conv rows compare with the faster of PyTorch's NCHW and channels_last runs.
+ * Times are medians of --reps runs after >= 3 warm-up runs lasting >= --warmup-ms on each side;
+ * ratio = peer_ms / ours_ms (> 1: we are faster). Conv rows compare with the faster of PyTorch's NCHW and channels_last runs.
  * Model rows (training steps) come from bench/speed_models.ts: that is the hook for the zoo.
  * Not a test: nothing here runs in CI.
  */
@@ -40,8 +40,11 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-function timeMs(run: () => void, reps: number): number {
-  for (let i = 0; i < 3; i++) run();
+/** Median ms of `reps` runs after a warm-up of at least 3 runs and `warmupMs` (V8 tiers up and our step keeps
+ *  getting faster for ~100 training steps; PyTorch gets the same warm-up, see bench/speed_peer.py). */
+function timeMs(run: () => void, reps: number, warmupMs: number): number {
+  const w0 = performance.now();
+  for (let i = 0; i < 3 || performance.now() - w0 < warmupMs; i++) run();
   const ts: number[] = [];
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
@@ -103,7 +106,8 @@ function kernelRows(): Row[] {
     name, peer: ['bn_train_fwdbwd', 'bn_train_fwdbwd_cl'],
     setup: async () => {
       const t = await bnSetup();
-      return { run: op(() => tf.grads((x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(x, g, b), t.dy)))([t.x, t.g, t.b])), dispose: t.dispose };
+      // dy handed to the backward pass, as PyTorch's torch.autograd.grad(y, inputs, dy) (no extra mul/sum passes)
+      return { run: op(() => tf.grads((x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => f(x, g, b))([t.x, t.g, t.b], t.dy)), dispose: t.dispose };
     },
   });
   rows.push(bnRow('bn_train_fwdbwd_fused', (x, g, b) => batchNormTrain(x, g, b, 1e-5).y));
@@ -148,10 +152,10 @@ class Peer {
       this.pending.shift()?.(r.ms);
     });
   }
-  time(name: string, reps: number): Promise<number | null> {
+  time(name: string, reps: number, warmupMs: number): Promise<number | null> {
     return new Promise((resolve) => {
       this.pending.push(resolve);
-      this.proc.stdin!.write(`${name} ${reps}\n`);
+      this.proc.stdin!.write(`${name} ${reps} ${warmupMs}\n`);
     });
   }
   close(): void {
@@ -161,22 +165,25 @@ class Peer {
 
 async function main(): Promise<void> {
   const reps = Number(arg('--reps') ?? 10);
+  const warmupMs = Number(arg('--warmup-ms') ?? 2000);
   const only = arg('--only');
   const out = arg('--out');
   const backend = await initBackend();
   const rows = [...kernelRows(), ...(await modelRows())].filter((r) => !only || r.name.includes(only));
   const peer = process.argv.includes('--no-peer') ? null : new Peer();
+  // wait until PyTorch has loaded and built its cases: its start-up must not share the cores with our first row
+  await peer?.time('__ready__', 0, 0);
   const results: { name: string; ours_ms: number; peer_ms: number | null; ratio: number | null; peer_case?: string; gflops?: number }[] = [];
-  console.log(`backend ${backend}, ${reps} reps (median), peer: PyTorch ${peer ? '(2 threads)' : 'skipped'}`);
+  console.log(`backend ${backend}, ${reps} reps (median) after >= ${warmupMs} ms of warm-up each, peer: PyTorch ${peer ? '(2 threads)' : 'skipped'}`);
   console.log('row                         ours_ms    peer_ms   ratio  ours_GFLOP/s  peer_case');
   for (const row of rows) {
     const s = await row.setup();
-    const ours = timeMs(s.run, reps);
+    const ours = timeMs(s.run, reps, warmupMs);
     s.dispose?.();
     let best: number | null = null, bestCase: string | undefined;
     if (peer) {
       for (const p of row.peer) {
-        const ms = await peer.time(p, reps);
+        const ms = await peer.time(p, reps, warmupMs);
         if (ms != null && (best == null || ms < best)) { best = ms; bestCase = p; }
       }
     }

@@ -14,9 +14,12 @@ import time
 import torch
 
 
-def median_ms(fn, reps, warmup=3):
-    for _ in range(warmup):
+def median_ms(fn, reps, warmup_ms=0.0):
+    # at least 3 warm-up runs lasting at least warmup_ms (the same rule as bench/speed.ts)
+    w0, i = time.perf_counter(), 0
+    while i < 3 or (time.perf_counter() - w0) * 1e3 < warmup_ms:
         fn()
+        i += 1
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -158,14 +161,14 @@ def make_cases():
     return cases
 
 
-def timed(cases, name, reps):
+def timed(cases, name, reps, warmup_ms=0.0):
     fn = cases.get(name)
     if fn is None:
         return None
     if name.startswith('fakequant_fwdbwd'):
         with torch.enable_grad():
-            return median_ms(fn, reps)
-    return median_ms(fn, reps)
+            return median_ms(fn, reps, warmup_ms)
+    return median_ms(fn, reps, warmup_ms)
 
 
 def serve(threads):
@@ -177,7 +180,8 @@ def serve(threads):
             if not parts:
                 continue
             name, reps = parts[0], int(parts[1]) if len(parts) > 1 else 10
-            print(json.dumps({'case': name, 'ms': timed(cases, name, reps)}), flush=True)
+            warmup_ms = float(parts[2]) if len(parts) > 2 else 0.0
+            print(json.dumps({'case': name, 'ms': timed(cases, name, reps, warmup_ms)}), flush=True)
 
 
 def main():
