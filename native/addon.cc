@@ -774,6 +774,19 @@ napi_value ReluGrad(napi_env env, napi_callback_info info) {
   });
 }
 
+// addRelu(a, b, y): y = relu(a + b) in one pass (train_ops.h).
+napi_value AddRelu(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t na, nb, ny;
+    float *A = a.f32(0, &na), *B = a.f32(1, &nb), *Y = a.f32(2, &ny);
+    need(B, nb, (int64_t)na, "addRelu b");
+    need(Y, ny, (int64_t)na, "addRelu y");
+    qk::add_relu(A, B, Y, (int64_t)na);
+    return undef(env);
+  });
+}
+
 // reluFakeQuant(x, y, scale, zp, nch, inner, qmin, qmax): fake quantization of relu(x) (train_ops.h).
 napi_value ReluFakeQuant(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -850,6 +863,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"channelDiv", nullptr, ChannelDiv, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"channelDivGrad", nullptr, ChannelDivGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reluGrad", nullptr, ReluGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"addRelu", nullptr, AddRelu, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fakeQuantSteGrad", nullptr, FakeQuantSteGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reluFakeQuant", nullptr, ReluFakeQuant, nullptr, nullptr, nullptr, napi_default, nullptr},
   };

@@ -175,4 +175,12 @@ void relu_grad(const float* dy, const float* x, float* dx, int64_t n) {
   parallel_range(n, kGrain, [&](int64_t i0, int64_t i1) { relu_grad_range(dy, x, dx, i0, i1); });
 }
 
+QK_MULTI(void, add_relu_range, (const float* a, const float* b, float* y, int64_t i0, int64_t i1), (a, b, y, i0, i1)) {
+  for (int64_t i = i0; i < i1; i++) y[i] = relu(a[i] + b[i]);
+}
+
+void add_relu(const float* a, const float* b, float* y, int64_t n) {
+  parallel_range(n, kGrain, [&](int64_t i0, int64_t i1) { add_relu_range(a, b, y, i0, i1); });
+}
+
 }  // namespace qk

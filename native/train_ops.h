@@ -40,4 +40,7 @@ void fake_quant_ste_grad(const float* dy, const float* x, float* dx, int64_t n, 
 // ReLU's backward as tfjs's Relu gradient dy * step(x): dy where x > 0, NaN where x is NaN, dy*0 elsewhere.
 void relu_grad(const float* dy, const float* x, float* dx, int64_t n);
 
+// y = relu(a + b) for a, b of one shape: tfjs's Add then ops.cc's Relu, in one pass.
+void add_relu(const float* a, const float* b, float* y, int64_t n);
+
 }  // namespace qk

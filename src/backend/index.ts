@@ -18,8 +18,8 @@
  * APIs that work on every backend (falling back to tfjs ops):
  *   fakequant_kernels.ts  fakeQuantWithGrad, fakeQuantKernel/GradKernel/ObserveKernel, minMaxKernel
  *   batchnorm_kernels.ts  batchNormTrain (training-mode BN, one fused forward and backward)
- *   train_kernels.ts      sgdStep/adamStep (one kernel per parameter), channelDiv, and the one-pass Relu
- *                         gradient initBackend registers
+ *   train_kernels.ts      sgdStep/adamStep (one kernel per parameter), channelDiv, addRelu, and the one-pass
+ *                         Relu gradient initBackend registers
  * Env: QATKIT_NUM_THREADS (default: all cores), QATKIT_ISA=avx2|generic (default: best),
  * QATKIT_POOL_MB (recycled output buffers, default 256), QATKIT_NATIVE_PATH.
  * Note: tfjs-core's Node bundle also has no chained ops (t.sum(), t.mul()); use tf.sum(t).
@@ -28,7 +28,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { registerGradients as registerAllGradients } from '../util/tfjs.js';
 import { registerWasmGradKernels } from './wasm_kernels.js';
-import { registerReluGradient } from './train_kernels.js';
+import { registerTrainGradients } from './train_kernels.js';
 
 export type BackendPreference = 'native' | 'wasm' | 'cpu';
 export const NATIVE_BACKEND_NAME = 'qatkit-native';
@@ -72,7 +72,7 @@ export async function ensureWasm(): Promise<void> {
 export async function initBackend(prefer?: BackendPreference): Promise<string> {
   const want = parsePreference(process.env.QATKIT_BACKEND) ?? parsePreference(prefer) ?? 'native';
   await registerAllGradients();
-  registerReluGradient();
+  registerTrainGradients();
   if (want === 'native') {
     const name = await tryNative();
     if (name) return name;

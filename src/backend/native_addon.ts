@@ -41,6 +41,8 @@ export interface NativeAddon {
   channelDiv(x: F32, s: F32, y: F32, c: number): void;
   channelDivGrad(dy: F32, x: F32, s: F32, dx: F32, ds: F32, c: number): void;
   reluGrad(dy: F32, x: F32, dx: F32): void;
+  /** y = relu(a + b), a and b of one size */
+  addRelu(a: F32, b: F32, y: F32): void;
   /** fakeQuantGrad's dx alone (straight-through), without the scale and zero-point sums; relu: of fake-quant(relu(x)) */
   fakeQuantSteGrad(dy: F32, x: F32, dx: F32, scale: F32, zp: F32, nch: number, inner: number, qmin: number, qmax: number,
     relu: boolean): void;

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, nativeLoadError } from './index.js';
 import { randArray, rng } from './test_util.js';
 import { fakeQuantGradKernel, fakeQuantSteGradKernel } from './fakequant_kernels.js';
-import { adamScalars, adamStep, adamStepOps, channelDiv, sgdStep, sgdStepOps, type SgdScalars } from './train_kernels.js';
+import { adamScalars, adamStep, adamStepOps, addRelu, channelDiv, sgdStep, sgdStepOps, type SgdScalars } from './train_kernels.js';
 
 const active = await initBackend('native');
 const skip = active !== 'qatkit-native' ? `native backend not available: ${nativeLoadError()}` : false;
@@ -92,6 +92,26 @@ test('Relu gradient (QatReluGrad) equals tfjs\'s dy * step(x), NaN, -0 and Infin
     const x = tf.tensor(xv), dy = tf.tensor(dv);
     const got = tf.grad((a: tf.Tensor) => tf.relu(a))(x, dy);
     sameBits(got, tf.mul(dy, tf.cast(tf.step(x), 'float32')), 'relu dx');
+  });
+});
+
+test('addRelu (QatAddRelu) equals relu(a + b) each way, bit for bit, NaN, -0 and Infinity included', { skip }, () => {
+  assert.ok(tf.getKernel('QatAddRelu', tf.getBackend()), 'the native backend registers QatAddRelu');
+  const r = rng(12);
+  const av = randArray(r, N), bv = randArray(r, N), dv = randArray(r, N);
+  av.set([NaN, 0, -0, Infinity, -Infinity, 1, -1, 2, 0]);
+  bv.set([1, -0, -0, -Infinity, 1, -1, 1, -3, NaN]);
+  dv.set([1, -1, -2, 3, Infinity, -Infinity, NaN, -0, -5]);
+  tf.tidy(() => {
+    const a = tf.tensor(av), b = tf.tensor(bv), dy = tf.tensor(dv);
+    sameBits(addRelu(a, b), tf.relu(tf.add(a, b)), 'y');
+    const got = tf.grads((x: tf.Tensor, y: tf.Tensor) => addRelu(x, y))([a, b], dy);
+    const want = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.relu(tf.add(x, y)))([a, b], dy);
+    sameBits(got[0], want[0], 'da');
+    sameBits(got[1], want[1], 'db');
+    // one input on the gradient's path, and both inputs one tensor (the tape adds the two gradients)
+    sameBits(tf.grad((x: tf.Tensor) => addRelu(a, x))(b, dy), want[1], 'db alone');
+    sameBits(tf.grad((x: tf.Tensor) => addRelu(x, x))(a, dy), tf.grad((x: tf.Tensor) => tf.relu(tf.add(x, x)))(a, dy), 'd(x + x)');
   });
 });
 

@@ -6,6 +6,7 @@
  *   QatChannelDiv     {x, s}                                -> x / s (s: [C], the last axis of x)
  *   QatChannelDivGrad {dy, x, s}                            -> [dy / s, -sum(dy*x) / s^2 per channel]
  *   QatReluGrad       {dy, x}                               -> dy * step(x)
+ *   QatAddRelu        {a, b}                                -> relu(a + b) (a, b of one shape; gradient below)
  *
  * The kernels (native/train_ops.cc) do, per element, the float32 operations of the tfjs-op path in the same order,
  * so both give the same bits, except that QatChannelDivGrad's per-channel sum adds in another order (float
@@ -112,6 +113,15 @@ const reluGradKernel: KernelFunc = ({ inputs, backend }) => {
   return be.out(x.shape.slice(), dx);
 };
 
+const addReluKernel: KernelFunc = ({ inputs, backend }) => {
+  const be = backend as unknown as TrainBackend;
+  const { a, b } = inputs as Record<'a' | 'b', TensorInfo>;
+  const av = be.f32(a);
+  const y = be.alloc(av.length);
+  be.addon.addRelu(av, be.f32(b), y);
+  return be.out(a.shape.slice(), y);
+};
+
 export function trainKernelConfigs(backendName: string): KernelConfig[] {
   return [
     { kernelName: 'QatSgdStep', backendName, kernelFunc: sgdKernel },
@@ -119,6 +129,7 @@ export function trainKernelConfigs(backendName: string): KernelConfig[] {
     { kernelName: 'QatChannelDiv', backendName, kernelFunc: channelDivKernel },
     { kernelName: 'QatChannelDivGrad', backendName, kernelFunc: channelDivGradKernel },
     { kernelName: 'QatReluGrad', backendName, kernelFunc: reluGradKernel },
+    { kernelName: 'QatAddRelu', backendName, kernelFunc: addReluKernel },
   ];
 }
 
@@ -182,21 +193,38 @@ export function channelDiv(x: tf.Tensor, s: tf.Tensor): tf.Tensor {
   return f(x, s);
 }
 
+/** relu(a + b): one kernel each way where the backend has QatAddRelu and a, b have one shape (no broadcast). */
+export function addRelu(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  const fits = a.dtype === 'float32' && b.dtype === 'float32' && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+  if (!fits || !hasKernel('QatAddRelu')) return tf.relu(tf.add(a, b));
+  return tf.engine().runKernel('QatAddRelu', { a, b }) as tf.Tensor;
+}
+
+/** tfjs's Relu gradient dy * step(x): one pass (QatReluGrad) where the backend has it, else its three kernels. */
+function reluGrad(dy: tf.Tensor, x: tf.Tensor): tf.Tensor {
+  if (hasKernel('QatReluGrad') && x.dtype === 'float32' && dy.dtype === 'float32') return tf.engine().runKernel('QatReluGrad', { dy, x }) as tf.Tensor;
+  return tf.mul(dy, tf.cast(tf.step(x), 'float32'));
+}
+
 /**
- * Replaces tfjs's Relu gradient, dy * cast(step(x)) (three kernel calls, two passes), by the one-pass QatReluGrad
- * where the active backend has it; same values. Call after tfjs's gradients are registered.
+ * Registers the gradients of the training kernels: Relu's (replacing tfjs's dy * cast(step(x)), three kernel calls
+ * and two passes, by reluGrad) and QatAddRelu's. Call after tfjs's gradients are registered.
  */
-export function registerReluGradient(): void {
+export function registerTrainGradients(): void {
   tf.registerGradient({
     kernelName: 'Relu',
     inputsToSave: ['x'],
-    gradFunc: (dy, saved) => {
-      const [x] = saved;
-      const fused = hasKernel('QatReluGrad') && x.dtype === 'float32' && (dy as tf.Tensor).dtype === 'float32';
-      return {
-        x: () => (fused ? (tf.engine().runKernel('QatReluGrad', { dy: dy as tf.Tensor, x }) as tf.Tensor)
-          : tf.mul(dy as tf.Tensor, tf.cast(tf.step(x), 'float32'))),
-      };
+    gradFunc: (dy, [x]) => ({ x: () => reluGrad(dy as tf.Tensor, x) }),
+  });
+  tf.registerGradient({
+    kernelName: 'QatAddRelu',
+    // step(relu(s)) = step(s) for every s (-0 and NaN included): the output stands in for the sum
+    outputsToSave: [true],
+    gradFunc: (dy, [y]) => {
+      // one pass for both inputs: the tape asks for a's gradient first (b's own tensor shares its data, since the tape
+      // may add into one input's gradient and dispose it); b alone (a off the gradient's path) computes it
+      let d: tf.Tensor | undefined;
+      return { a: () => (d = reluGrad(dy as tf.Tensor, y)), b: () => (d ? tf.clone(d) : reluGrad(dy as tf.Tensor, y)) };
     },
   });
 }

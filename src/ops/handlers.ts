@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { attrFloat, attrInt, attrInts, attrString, GraphError, type Node, type TensorData } from '../graph/ir.js';
 import { registerOp, type OpCtx } from './registry.js';
 import { batchNormTrain } from '../backend/batchnorm_kernels.js';
+import { addRelu } from '../backend/train_kernels.js';
 
 /** NCHW axis -> NHWC axis for 4-D tensors */
 export const NHWC_AXIS = [0, 3, 1, 2];
@@ -27,7 +28,15 @@ const need = (t: tf.Tensor | undefined, node: Node, what: string): tf.Tensor => 
 
 const binary = (op: string, f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor) =>
   registerOp({ op, layout: 'elementwise', run: (ctx, [a, b]) => [f(need(a, ctx.node, 'A'), need(b, ctx.node, 'B'))] });
-binary('Add', tf.add);
+registerOp({
+  op: 'Add',
+  layout: 'elementwise',
+  fusesReluAfter: true,
+  run: (ctx, [a, b]) => {
+    const [x, y] = [need(a, ctx.node, 'A'), need(b, ctx.node, 'B')];
+    return [ctx.reluOutput ? addRelu(x, y) : tf.add(x, y)];
+  },
+});
 binary('Sub', tf.sub);
 binary('Mul', tf.mul);
 binary('Div', (a, b) => (a.dtype === 'int32' ? tf.floorDiv(a, b) : tf.div(a, b)));

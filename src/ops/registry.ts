@@ -14,6 +14,8 @@ export interface OpCtx {
   constInput(i: number): TensorData | undefined;
   /** (handlers with fusesRelu) input 0 is the input of a Relu whose output only this node reads: apply relu to it */
   reluInput?: boolean;
+  /** (handlers with fusesReluAfter) output 0 feeds a Relu that alone reads it: return relu(output 0) instead */
+  reluOutput?: boolean;
   /** services a few ops need (BatchNormalization's running statistics, fake-quant's observers) */
   session: OpServices;
 }
@@ -48,6 +50,8 @@ export interface OpHandler {
   /** takes input 0 before a Relu that only it reads (ctx.reluInput), so the pair can run as one pass; the session
    *  then skips the Relu node */
   fusesRelu?: boolean;
+  /** returns relu of its output 0 (ctx.reluOutput) when a Relu alone reads it; the session then skips the Relu node */
+  fusesReluAfter?: boolean;
   run(ctx: OpCtx, inputs: (tf.Tensor | undefined)[]): tf.Tensor[];
 }
 

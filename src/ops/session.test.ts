@@ -122,3 +122,35 @@ test('an unsupported op is reported by node name and op', async () => {
   g.nodes.push({ name: 'weird', op: 'NonMaxSuppression', inputs: ['z'], outputs: ['q'], attrs: {} });
   assert.throws(() => new Session(g), /node 'weird' \(op NonMaxSuppression\)/);
 });
+
+test('an Add whose output only a Relu reads runs as one relu(a + b) each way; a second reader keeps them apart', async () => {
+  await initBackend(); // native where built: QatAddRelu
+  const build = (extraReader: boolean): Graph => {
+    const g = emptyGraph('t');
+    g.inputs.push({ name: 'a', dtype: 'float32', shape: [2, 3, 4, 5] }, { name: 'b', dtype: 'float32', shape: [2, 3, 4, 5] });
+    g.nodes.push(
+      { name: 'add', op: 'Add', inputs: ['a', 'b'], outputs: ['s'], attrs: {} },
+      { name: 'relu', op: 'Relu', inputs: ['s'], outputs: ['y'], attrs: {} },
+    );
+    g.outputs.push({ name: 'y', dtype: 'float32' });
+    if (extraReader) g.outputs.push({ name: 's', dtype: 'float32' });
+    return g;
+  };
+  const a = tf.randomNormal([2, 3, 4, 5], 0, 1, 'float32', 8), b = tf.randomNormal([2, 3, 4, 5], 0, 1, 'float32', 9);
+  const dy = tf.randomNormal([2, 3, 4, 5], 0, 1, 'float32', 10);
+  const want = tf.relu(tf.add(a, b));
+  const wantGrads = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.relu(tf.add(x, y)))([a, b], dy);
+  const bits = (t: tf.Tensor) => [...new Uint32Array(Float32Array.from(t.dataSync()).buffer)];
+  for (const extra of [false, true]) {
+    const s = new Session(build(extra));
+    const info = await tf.profile(() => s.run({ a, b })[0]);
+    const names = info.kernels.map((k) => k.name);
+    if (tf.getKernel('QatAddRelu', tf.getBackend())) assert.equal(names.includes('QatAddRelu'), !extra, names.join());
+    assert.equal(names.includes('Relu'), extra || !tf.getKernel('QatAddRelu', tf.getBackend()), names.join());
+    const outs = s.run({ a, b });
+    assert.deepEqual(bits(outs[0]), bits(want));
+    if (extra) assert.deepEqual(bits(outs[1]), bits(tf.add(a, b)));
+    const got = tf.grads((x: tf.Tensor, y: tf.Tensor) => s.run({ a: x, b: y })[0])([a, b], dy);
+    got.forEach((g, i) => assert.deepEqual(bits(g), bits(wantGrads[i]), `grad ${i}`));
+  }
+});

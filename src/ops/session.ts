@@ -6,6 +6,14 @@ import { GraphError, topoSort, type Graph, type Node, type TensorData, type Type
 import { getOp, type Layout, type OpCtx, type OpHandler, type OpServices } from './registry.js';
 import './handlers.js';
 
+/** A node to run; reluInput / reluOutput: a Relu fused into it (see fuseRelus) */
+interface Step {
+  node: Node;
+  handler: OpHandler;
+  reluInput?: string;
+  reluOutput?: string;
+}
+
 interface Value {
   t: tf.Tensor;
   layout: Layout;
@@ -40,7 +48,7 @@ export class Session implements OpServices {
   readonly vars = new Map<string, tf.Variable>();
   readonly consts = new Map<string, tf.Tensor>();
   readonly bufferNames = new Set<string>();
-  private readonly order: { node: Node; handler: OpHandler; reluInput?: string }[];
+  private readonly order: Step[];
   private readonly services = new Map<string, unknown>();
   private pending = new Map<string, { stat: tf.Tensor; momentum: number; scale: number }>();
   bnFrozen = false;
@@ -115,7 +123,7 @@ export class Session implements OpServices {
       if (t) return { t, layout: 'nchw' };
       throw new GraphError(`input '${name}' has no value`, node);
     };
-    for (const { node, handler, reluInput } of this.order) {
+    for (const { node, handler, reluInput, reluOutput } of this.order) {
       const vals = node.inputs.map((n, i) => lookup(i === 0 && reluInput !== undefined ? reluInput : n, node));
       const layout = chooseLayout(handler, vals);
       const inputs = vals.map((v, i) => {
@@ -131,6 +139,7 @@ export class Session implements OpServices {
         constInput: (i) => this.graph.initializers.get(node.inputs[i]),
         session: this,
         reluInput: reluInput !== undefined,
+        reluOutput: reluOutput !== undefined,
       };
       let outs: tf.Tensor[];
       try {
@@ -139,7 +148,7 @@ export class Session implements OpServices {
         if (e instanceof GraphError) throw e;
         throw new GraphError((e as Error).message, node);
       }
-      node.outputs.forEach((o, i) => {
+      (reluOutput !== undefined ? [reluOutput] : node.outputs).forEach((o, i) => {
         if (o && outs[i]) env.set(o, { t: outs[i], layout });
       });
     }
@@ -191,13 +200,15 @@ export function runningAverage(running: Float32Array, stat: Float32Array, moment
 
 /**
  * Drops each Relu whose output only a fusesRelu handler reads (and is no graph output); that node reads the Relu's
- * input instead (reluInput) and applies the relu itself.
+ * input instead (reluInput) and applies the relu itself. Then each remaining Relu whose input only it reads, made by
+ * a fusesReluAfter handler, goes into that node, which writes the Relu's output (reluOutput).
  */
-function fuseRelus(g: Graph, order: { node: Node; handler: OpHandler }[]): { node: Node; handler: OpHandler; reluInput?: string }[] {
+function fuseRelus(g: Graph, order: Step[]): Step[] {
   const readers = new Map<string, number>();
   for (const n of g.nodes) for (const i of n.inputs) if (i) readers.set(i, (readers.get(i) ?? 0) + 1);
   for (const o of g.outputs) readers.set(o.name, (readers.get(o.name) ?? 0) + 1);
-  const relus = new Map(order.filter(({ node: n }) => n.op === 'Relu' && !n.domain && n.inputs[0]).map(({ node: n }) => [n.outputs[0], n]));
+  const isRelu = (n: Node) => n.op === 'Relu' && !n.domain && !!n.inputs[0];
+  const relus = new Map(order.filter(({ node: n }) => isRelu(n)).map(({ node: n }) => [n.outputs[0], n]));
   const fused = new Set<Node>();
   const out = order.map((e) => {
     const relu = e.handler.fusesRelu ? relus.get(e.node.inputs[0]) : undefined;
@@ -205,7 +216,14 @@ function fuseRelus(g: Graph, order: { node: Node; handler: OpHandler }[]): { nod
     fused.add(relu);
     return { ...e, reluInput: relu.inputs[0] };
   });
-  return out.filter((e) => !fused.has(e.node));
+  const reluOf = new Map(order.filter(({ node: n }) => isRelu(n) && !fused.has(n)).map(({ node: n }) => [n.inputs[0], n]));
+  const after = out.map((e) => {
+    const relu = e.handler.fusesReluAfter && e.node.outputs.length === 1 ? reluOf.get(e.node.outputs[0]) : undefined;
+    if (!relu || readers.get(e.node.outputs[0]) !== 1) return e;
+    fused.add(relu);
+    return { ...e, reluOutput: relu.outputs[0] };
+  });
+  return after.filter((e) => !fused.has(e.node));
 }
 
 function isInit(g: Graph, name: string): boolean {
