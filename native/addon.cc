@@ -787,6 +787,34 @@ napi_value AddRelu(napi_env env, napi_callback_info info) {
   });
 }
 
+// foldWeight(w, s, y): y[o, k] = w[o, k] * s[o], O = s.length (train_ops.h).
+napi_value FoldWeight(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t nw, ns, ny;
+    float *W = a.f32(0, &nw), *S = a.f32(1, &ns), *Y = a.f32(2, &ny);
+    need(Y, ny, (int64_t)nw, "foldWeight y");
+    if (ns == 0 || nw % ns) throw std::runtime_error("foldWeight: w's size is not a multiple of s's");
+    qk::fold_weight(W, S, Y, (int64_t)ns, (int64_t)(nw / ns));
+    return undef(env);
+  });
+}
+
+// foldWeightGrad(dy, w, s, dw, ds): its backward (train_ops.h).
+napi_value FoldWeightGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  return guard(env, [&] {
+    size_t ng, nw, ns, nd, nds;
+    float *G = a.f32(0, &ng), *W = a.f32(1, &nw), *S = a.f32(2, &ns), *D = a.f32(3, &nd), *DS = a.f32(4, &nds);
+    need(G, ng, (int64_t)nw, "foldWeightGrad dy");
+    need(D, nd, (int64_t)nw, "foldWeightGrad dw");
+    need(DS, nds, (int64_t)ns, "foldWeightGrad ds");
+    if (ns == 0 || nw % ns) throw std::runtime_error("foldWeightGrad: w's size is not a multiple of s's");
+    qk::fold_weight_grad(G, W, S, D, DS, (int64_t)ns, (int64_t)(nw / ns));
+    return undef(env);
+  });
+}
+
 // reluFakeQuant(x, y, scale, zp, nch, inner, qmin, qmax): fake quantization of relu(x) (train_ops.h).
 napi_value ReluFakeQuant(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -864,6 +892,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"channelDivGrad", nullptr, ChannelDivGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reluGrad", nullptr, ReluGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"addRelu", nullptr, AddRelu, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"foldWeight", nullptr, FoldWeight, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"foldWeightGrad", nullptr, FoldWeightGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fakeQuantSteGrad", nullptr, FakeQuantSteGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reluFakeQuant", nullptr, ReluFakeQuant, nullptr, nullptr, nullptr, napi_default, nullptr},
   };

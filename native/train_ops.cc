@@ -183,4 +183,28 @@ void add_relu(const float* a, const float* b, float* y, int64_t n) {
   parallel_range(n, kGrain, [&](int64_t i0, int64_t i1) { add_relu_range(a, b, y, i0, i1); });
 }
 
+void fold_weight(const float* w, const float* s, float* y, int64_t O, int64_t K) {
+  parallel_range(O, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, K)), [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; o++)
+      for (int64_t k = 0; k < K; k++) y[o * K + k] = w[o * K + k] * s[o];
+  });
+}
+
+void fold_weight_grad(const float* dy, const float* w, const float* s, float* dw, float* ds, int64_t O, int64_t K) {
+  parallel_range(O, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, K)), [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; o++) {
+      const float *g = dy + o * K, *x = w + o * K;
+      float acc[16] = {};
+      int64_t k = 0;
+      for (; k + 16 <= K; k += 16)
+        for (int j = 0; j < 16; j++) acc[j] += g[k + j] * x[k + j];
+      float sum = 0.f;
+      for (; k < K; k++) sum += g[k] * x[k];
+      for (int j = 0; j < 16; j++) sum += acc[j];
+      ds[o] = sum;
+      for (k = 0; k < K; k++) dw[o * K + k] = g[k] * s[o];
+    }
+  });
+}
+
 }  // namespace qk

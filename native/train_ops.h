@@ -43,4 +43,11 @@ void relu_grad(const float* dy, const float* x, float* dx, int64_t n);
 // y = relu(a + b) for a, b of one shape: tfjs's Add then ops.cc's Relu, in one pass.
 void add_relu(const float* a, const float* b, float* y, int64_t n);
 
+// ConvBn's folded weight: y[o, k] = w[o, k] * s[o] over w[O, K] (tfjs's Multiply by s reshaped to [O, 1, ...]).
+void fold_weight(const float* w, const float* s, float* y, int64_t O, int64_t K);
+// Its backward: dw[o, k] = dy[o, k] * s[o]; ds[o] = sum_k dy[o, k] * w[o, k], each product rounded, added as
+// ops.cc's reduce adds a contiguous row (16 striped partial sums, then the tail, then the partials in order), so
+// ds has the bits of tf.sum(tf.mul(dy, w), [1, 2, 3]).
+void fold_weight_grad(const float* dy, const float* w, const float* s, float* dw, float* ds, int64_t O, int64_t K);
+
 }  // namespace qk

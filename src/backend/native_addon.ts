@@ -43,6 +43,9 @@ export interface NativeAddon {
   reluGrad(dy: F32, x: F32, dx: F32): void;
   /** y = relu(a + b), a and b of one size */
   addRelu(a: F32, b: F32, y: F32): void;
+  /** ConvBn's folded weight w[o, k] * s[o] (O = s.length) and its backward */
+  foldWeight(w: F32, s: F32, y: F32): void;
+  foldWeightGrad(dy: F32, w: F32, s: F32, dw: F32, ds: F32): void;
   /** fakeQuantGrad's dx alone (straight-through), without the scale and zero-point sums; relu: of fake-quant(relu(x)) */
   fakeQuantSteGrad(dy: F32, x: F32, dx: F32, scale: F32, zp: F32, nch: number, inner: number, qmin: number, qmax: number,
     relu: boolean): void;

@@ -7,11 +7,14 @@
  *   QatChannelDivGrad {dy, x, s}                            -> [dy / s, -sum(dy*x) / s^2 per channel]
  *   QatReluGrad       {dy, x}                               -> dy * step(x)
  *   QatAddRelu        {a, b}                                -> relu(a + b) (a, b of one shape; gradient below)
+ *   QatFoldWeight     {w, gamma, variance} {eps}            -> [w * sf per w's axis 0, sf = gamma / sqrt(variance + eps)]
+ *   QatFoldWeightGrad {dy, dsf, w, sf, variance} {eps}      -> [dy * sf, (dsf + sum(dy * w)) / sqrt(variance + eps)]
  *
  * The kernels (native/train_ops.cc) do, per element, the float32 operations of the tfjs-op path in the same order,
  * so both give the same bits, except that QatChannelDivGrad's per-channel sum adds in another order (float
  * reassociation, as any two reductions). Composed from tfjs ops an SGD-momentum update with weight decay takes six
- * kernel calls per parameter, Adam about a dozen; x / s and its gradient eleven calls and four passes over x.
+ * kernel calls per parameter, Adam about a dozen; x / s and its gradient eleven calls and four passes over x; ConvBn's
+ * weight folding five calls forward and six backward.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
@@ -122,6 +125,36 @@ const addReluKernel: KernelFunc = ({ inputs, backend }) => {
   return be.out(a.shape.slice(), y);
 };
 
+/** gamma / sqrt(variance + eps) per channel, each operation rounded to float32 as tfjs's Add, Sqrt and RealDiv */
+function rootsOf(be: TrainBackend, variance: TensorInfo, eps: number): Float32Array {
+  const e = Math.fround(eps);
+  return be.f32(variance).map((v) => Math.sqrt(Math.fround(v + e)));
+}
+
+const foldWeightKernel: KernelFunc = ({ inputs, backend, attrs }) => {
+  const be = backend as unknown as TrainBackend;
+  const { w, gamma, variance } = inputs as Record<'w' | 'gamma' | 'variance', TensorInfo>;
+  const root = rootsOf(be, variance, (attrs as { eps: number }).eps);
+  const sf = be.f32(gamma).map((g, o) => g / root[o]);
+  const wv = be.f32(w);
+  const y = be.alloc(wv.length);
+  be.addon.foldWeight(wv, sf, y);
+  return [be.out(w.shape.slice(), y), be.out(gamma.shape.slice(), sf)];
+};
+
+const foldWeightGradKernel: KernelFunc = ({ inputs, backend, attrs }) => {
+  const be = backend as unknown as TrainBackend;
+  const { dy, dsf, w, sf, variance } = inputs as Record<'dy' | 'dsf' | 'w' | 'sf' | 'variance', TensorInfo>;
+  const root = rootsOf(be, variance, (attrs as { eps: number }).eps);
+  const wv = be.f32(w);
+  const dw = be.alloc(wv.length), dsw = new Float32Array(sf.shape[0]);
+  be.addon.foldWeightGrad(be.f32(dy), wv, be.f32(sf), dw, dsw);
+  // sf's two gradients summed as the tape sums them (one float addition: the order of its operands does not matter)
+  const d = be.f32(dsf);
+  const dgamma = dsw.map((v, o) => Math.fround(d[o] + v) / root[o]);
+  return [be.out(w.shape.slice(), dw), be.out(sf.shape.slice(), dgamma)];
+};
+
 export function trainKernelConfigs(backendName: string): KernelConfig[] {
   return [
     { kernelName: 'QatSgdStep', backendName, kernelFunc: sgdKernel },
@@ -130,6 +163,8 @@ export function trainKernelConfigs(backendName: string): KernelConfig[] {
     { kernelName: 'QatChannelDivGrad', backendName, kernelFunc: channelDivGradKernel },
     { kernelName: 'QatReluGrad', backendName, kernelFunc: reluGradKernel },
     { kernelName: 'QatAddRelu', backendName, kernelFunc: addReluKernel },
+    { kernelName: 'QatFoldWeight', backendName, kernelFunc: foldWeightKernel },
+    { kernelName: 'QatFoldWeightGrad', backendName, kernelFunc: foldWeightGradKernel },
   ];
 }
 
@@ -206,9 +241,49 @@ function reluGrad(dy: tf.Tensor, x: tf.Tensor): tf.Tensor {
   return tf.mul(dy, tf.cast(tf.step(x), 'float32'));
 }
 
+/** gamma / sqrt(variance + eps), differentiable in gamma (the running variance is a buffer): dgamma = dsf / root. */
+export function bnScaleFactor(gamma: tf.Tensor, variance: tf.Tensor, eps: number): tf.Tensor {
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const root = tf.sqrt(tf.add(variance, eps));
+    (args[1] as tf.GradSaveFunc)([root]);
+    return { value: tf.div(args[0] as tf.Tensor, root), gradFunc: (dy: tf.Tensor, [r]: tf.Tensor[]) => [tf.div(dy, r)] };
+  });
+  return f(gamma);
+}
+
+/** w [O, ...] times sf [O] per output channel: dw = dy * sf, dsf = sum(dy * w) over the other axes. */
+export function foldWeight(w: tf.Tensor, sf: tf.Tensor): tf.Tensor {
+  const shape = w.shape.map((d, i) => (i === 0 ? -1 : 1));
+  const axes = w.shape.map((_, i) => i).slice(1);
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [ww, s] = args as tf.Tensor[];
+    (args[2] as tf.GradSaveFunc)([ww, s]);
+    return {
+      value: tf.mul(ww, tf.reshape(s, shape)),
+      gradFunc: (dy: tf.Tensor, [sw, ss]: tf.Tensor[]) => [tf.mul(dy, tf.reshape(ss, shape)), tf.sum(tf.mul(dy, sw), axes)],
+    };
+  });
+  return f(w, sf);
+}
+
+/**
+ * ConvBn's BN folding (the scale factor from the running variance, as PyTorch's approximate ConvBn forward): sf =
+ * gamma / sqrt(variance + eps) and w * sf per output channel (w's axis 0), differentiable in w and gamma. One kernel
+ * each way where the backend has QatFoldWeight, else bnScaleFactor and foldWeight; same values and gradients.
+ */
+export function foldConvBnWeight(w: tf.Tensor, gamma: tf.Tensor, variance: tf.Tensor, eps: number): { w: tf.Tensor; sf: tf.Tensor } {
+  const fits = [w, gamma, variance].every((t) => t.dtype === 'float32') && gamma.rank === 1 && gamma.shape[0] === w.shape[0] && variance.size === gamma.size;
+  if (!fits || !hasKernel('QatFoldWeight')) {
+    const sf = bnScaleFactor(gamma, variance, eps);
+    return { w: foldWeight(w, sf), sf };
+  }
+  const [wf, sf] = tf.engine().runKernel('QatFoldWeight', { w, gamma, variance }, { eps }) as tf.Tensor[];
+  return { w: wf, sf };
+}
+
 /**
  * Registers the gradients of the training kernels: Relu's (replacing tfjs's dy * cast(step(x)), three kernel calls
- * and two passes, by reluGrad) and QatAddRelu's. Call after tfjs's gradients are registered.
+ * and two passes, by reluGrad), QatAddRelu's and QatFoldWeight's. Call after tfjs's gradients are registered.
  */
 export function registerTrainGradients(): void {
   tf.registerGradient({
@@ -225,6 +300,18 @@ export function registerTrainGradients(): void {
       // may add into one input's gradient and dispose it); b alone (a off the gradient's path) computes it
       let d: tf.Tensor | undefined;
       return { a: () => (d = reluGrad(dy as tf.Tensor, y)), b: () => (d ? tf.clone(d) : reluGrad(dy as tf.Tensor, y)) };
+    },
+  });
+  tf.registerGradient({
+    kernelName: 'QatFoldWeight',
+    inputsToSave: ['w', 'variance'],
+    outputsToSave: [false, true],
+    gradFunc: (dys, [w, variance, sf], attrs) => {
+      const [dy, dsf] = dys as tf.Tensor[];
+      // both gradients from one call, made here in the backward pass's scope (not in one input's tidy)
+      const [dw, dgamma] = tf.engine().runKernel('QatFoldWeightGrad', { dy, dsf, w, sf, variance }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      // the running variance is a buffer (no gradient of its own, as in bnScaleFactor)
+      return { w: () => dw, gamma: () => dgamma, variance: () => tf.zerosLike(variance) };
     },
   });
 }

@@ -1,9 +1,9 @@
-// ConvBn's folding pieces and the Relu -> FakeQuant fusion give the values and gradients of the unfused tfjs ops, bit for bit.
+// ConvBn's weight folding and the Relu -> FakeQuant fusion give the values and gradients of the unfused tfjs ops, bit for bit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../backend/index.js';
-import { bnScaleFactor, foldWeight } from './qat_ops.js';
+import { bnScaleFactor, foldConvBnWeight, foldWeight } from '../backend/train_kernels.js';
 import { Session } from '../ops/session.js';
 import { recipeByName } from '../spec/quantspec.js';
 import { softmaxCrossEntropy } from '../train/losses.js';
@@ -21,17 +21,32 @@ for (const backend of ['native', 'cpu'] as const) {
     const gamma = tf.randomUniform([o], 0.5, 1.5, 'float32', 2);
     const variance = tf.randomUniform([o], 0.1, 3, 'float32', 3);
     const r1 = tf.randomNormal([o, i, k, k], 0, 1, 'float32', 4), r2 = tf.randomNormal([o], 0, 1, 'float32', 5);
+    type Fold = (w: tf.Tensor, g: tf.Tensor) => { w: tf.Tensor; sf: tf.Tensor };
     // loss uses sf twice (through the folded weight and directly) and gamma once more, as ConvBn does
-    const loss = (fold: (w: tf.Tensor, s: tf.Tensor) => tf.Tensor, scale: (g: tf.Tensor) => tf.Tensor) => (ww: tf.Tensor, g: tf.Tensor) => {
-      const sf = scale(g);
-      return tf.add(tf.add(tf.sum(tf.mul(fold(ww, sf), r1)), tf.sum(tf.mul(tf.div(r2, sf), g))), tf.sum(g));
+    const loss = (fold: Fold) => (ww: tf.Tensor, g: tf.Tensor) => {
+      const f = fold(ww, g);
+      return tf.add(tf.add(tf.sum(tf.mul(f.w, r1)), tf.sum(tf.mul(tf.div(r2, f.sf), g))), tf.sum(g));
     };
-    const ours = tf.grads(loss(foldWeight, (g) => bnScaleFactor(g, variance, 1e-5)))([w, gamma]);
-    const plain = tf.grads(loss((ww, s) => tf.mul(ww, tf.reshape(s, [-1, 1, 1, 1])), (g) => tf.div(g, tf.sqrt(tf.add(variance, 1e-5)))))([w, gamma]);
-    assert.deepEqual(bits(ours[0]), bits(plain[0]), 'dw');
-    assert.deepEqual(bits(ours[1]), bits(plain[1]), 'dgamma');
-    assert.deepEqual(bits(foldWeight(w, bnScaleFactor(gamma, variance, 1e-5))), bits(tf.mul(w, tf.reshape(tf.div(gamma, tf.sqrt(tf.add(variance, 1e-5))), [-1, 1, 1, 1]))));
-    tf.dispose([w, gamma, variance, r1, r2, ...ours, ...plain]);
+    const plainFold: Fold = (ww, g) => {
+      const sf = tf.div(g, tf.sqrt(tf.add(variance, 1e-5)));
+      return { w: tf.mul(ww, tf.reshape(sf, [-1, 1, 1, 1])), sf };
+    };
+    const plain = tf.grads(loss(plainFold))([w, gamma]);
+    const composed: Fold = (ww, g) => {
+      const sf = bnScaleFactor(g, variance, 1e-5);
+      return { w: foldWeight(ww, sf), sf };
+    };
+    if (backend === 'native') assert.ok(tf.getKernel('QatFoldWeight', tf.getBackend()), 'the native backend registers QatFoldWeight');
+    for (const [name, fold] of [['foldConvBnWeight', (ww: tf.Tensor, g: tf.Tensor) => foldConvBnWeight(ww, g, variance, 1e-5)], ['composed', composed]] as const) {
+      const ours = tf.grads(loss(fold))([w, gamma]);
+      assert.deepEqual(bits(ours[0]), bits(plain[0]), `${name} dw`);
+      assert.deepEqual(bits(ours[1]), bits(plain[1]), `${name} dgamma`);
+      const [a, b] = [fold(w, gamma), plainFold(w, gamma)];
+      assert.deepEqual(bits(a.w), bits(b.w), `${name} w*sf`);
+      assert.deepEqual(bits(a.sf), bits(b.sf), `${name} sf`);
+      tf.dispose([...ours, a.w, a.sf, b.w, b.sf]);
+    }
+    tf.dispose([w, gamma, variance, r1, r2, ...plain]);
   });
 }
 

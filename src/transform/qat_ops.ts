@@ -8,7 +8,7 @@ import { attrFloat, attrInt, attrString, GraphError, QATKIT_DOMAIN, type Node } 
 import { batchNorm, conv2dOnnx, axisFor } from '../ops/handlers.js';
 import { registerOp, type OpCtx } from '../ops/registry.js';
 import { fakeQuant } from '../quant/fakequant.js';
-import { channelDiv } from '../backend/train_kernels.js';
+import { channelDiv, foldConvBnWeight } from '../backend/train_kernels.js';
 
 /** Installed on a Session under QUANT_SERVICE by the QuantController. */
 export interface QuantHooks {
@@ -69,32 +69,6 @@ registerOp({
   },
 });
 
-// The two small pieces of ConvBn's folding as custom gradients that run the kernels tfjs's own gradients would
-// (same values, same accumulation order on the tape), without the tape's per-op copies, casts and reshapes.
-
-/** gamma / sqrt(variance + eps), differentiable in gamma (the running variance is a buffer): dgamma = dsf / root. */
-export function bnScaleFactor(gamma: tf.Tensor, variance: tf.Tensor, eps: number): tf.Tensor {
-  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const root = tf.sqrt(tf.add(variance, eps));
-    (args[1] as tf.GradSaveFunc)([root]);
-    return { value: tf.div(args[0] as tf.Tensor, root), gradFunc: (dy: tf.Tensor, [r]: tf.Tensor[]) => [tf.div(dy, r)] };
-  });
-  return f(gamma);
-}
-
-/** w [O, I, kh, kw] times sf [O] per output channel: dw = dy * sf, dsf = sum(dy * w) over I, kh, kw. */
-export function foldWeight(w: tf.Tensor, sf: tf.Tensor): tf.Tensor {
-  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [ww, s] = args as tf.Tensor[];
-    (args[2] as tf.GradSaveFunc)([ww, s]);
-    return {
-      value: tf.mul(ww, tf.reshape(s, [-1, 1, 1, 1])),
-      gradFunc: (dy: tf.Tensor, [sw, ss]: tf.Tensor[]) => [tf.mul(dy, tf.reshape(ss, [-1, 1, 1, 1])), tf.sum(tf.mul(dy, sw), [1, 2, 3])],
-    };
-  });
-  return f(w, sf);
-}
-
 registerOp({
   op: 'ConvBn',
   domain: QATKIT_DOMAIN,
@@ -104,9 +78,7 @@ registerOp({
     const n = ctx.node;
     if (!x || !w || !gamma || !beta || !mean || !variance || !ws || !wz) throw new GraphError('ConvBn is missing inputs', n);
     const eps = attrFloat(n, 'epsilon', 1e-5);
-    // scale factor from the running variance, as PyTorch's approximate ConvBn forward
-    const sf = bnScaleFactor(gamma, variance, eps);
-    const wFold = foldWeight(w, sf);
+    const { w: wFold, sf } = foldConvBnWeight(w, gamma, variance, eps);
     const h = hooks(ctx);
     h?.observe(`${n.name}/weight`, wFold);
     const wq = h && !h.enabled ? wFold : applyFakeQuant(wFold, ws, wz, fqParams(n, 'w_'), 0);
