@@ -18,7 +18,7 @@
  * APIs that work on every backend (falling back to tfjs ops):
  *   fakequant_kernels.ts  fakeQuantWithGrad, fakeQuantKernel/GradKernel/ObserveKernel, minMaxKernel
  *   batchnorm_kernels.ts  batchNormTrain (training-mode BN, one fused forward and backward)
- *   train_kernels.ts      sgdStep/adamStep (one kernel per parameter), channelDiv, addRelu, and the one-pass
+ *   train_kernels.ts      sgdSteps/adamSteps (one kernel for all parameters), channelDiv, addRelu, and the one-pass
  *                         Relu gradient initBackend registers
  * Env: QATKIT_NUM_THREADS (default: all cores), QATKIT_ISA=avx2|generic (default: best),
  * QATKIT_POOL_MB (recycled output buffers, default 256), QATKIT_NATIVE_PATH.

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, nativeLoadError } from './index.js';
 import { randArray, rng } from './test_util.js';
 import { fakeQuantGradKernel, fakeQuantSteGradKernel } from './fakequant_kernels.js';
-import { adamScalars, adamStep, adamStepOps, addRelu, channelDiv, sgdStep, sgdStepOps, type SgdScalars } from './train_kernels.js';
+import { adamScalars, adamStepOps, adamSteps, addRelu, channelDiv, sgdStepOps, sgdSteps, type SgdScalars } from './train_kernels.js';
 
 const active = await initBackend('native');
 const skip = active !== 'qatkit-native' ? `native backend not available: ${nativeLoadError()}` : false;
@@ -25,42 +25,55 @@ const SGD: SgdScalars[] = [
   { lr: 0.05, wd: 0, mu: 0.9, nesterov: false },
 ];
 
-test('QatSgdStep equals the tfjs-op update bit for bit', { skip }, () => {
+// several parameters in one call, each with its own size and weight decay (or Adam step)
+const SIZES = [N, 7, 1];
+
+test('QatSgdStep equals the tfjs-op update bit for bit, all parameters in one call', { skip }, () => {
   assert.ok(tf.getKernel('QatSgdStep', tf.getBackend()), 'the native backend registers QatSgdStep');
   const r = rng(7);
   for (const s of SGD) {
     tf.tidy(() => {
-      let pk = tf.tensor(randArray(r, N, -2, 2)), pr = pk;
-      let bk: tf.Tensor | undefined = s.mu ? tf.zeros([N]) : undefined, br = bk;
+      const scalars = SIZES.map((_, i) => ({ ...s, wd: s.wd * i }));
+      let pk = SIZES.map((n) => tf.tensor(randArray(r, n, -2, 2))), pr = pk;
+      let bk = SIZES.map((n) => (s.mu ? tf.zeros([n]) : undefined)), br = bk;
       for (let step = 0; step < 3; step++) {
-        const g = tf.tensor(randArray(r, N, -1, 1));
-        const k = sgdStep(pk, g, bk, s), o = sgdStepOps(pr, g, br, s);
-        [pk, bk, pr, br] = [k.p, k.buf, o.p, o.buf];
+        const g = SIZES.map((n) => tf.tensor(randArray(r, n, -1, 1)));
+        const k = sgdSteps(pk.map((p, i) => ({ p, g: g[i], buf: bk[i], s: scalars[i] })));
+        const o = pr.map((p, i) => sgdStepOps(p, g[i], br[i], scalars[i]));
+        [pk, bk, pr, br] = [k.map((x) => x.p), k.map((x) => x.buf), o.map((x) => x.p), o.map((x) => x.buf)];
       }
-      sameBits(pk, pr, `sgd ${JSON.stringify(s)} p`);
-      if (s.mu) sameBits(bk!, br!, `sgd ${JSON.stringify(s)} buf`);
-      else assert.equal(bk, undefined);
+      SIZES.forEach((_, i) => {
+        const what = `sgd ${JSON.stringify(scalars[i])}`;
+        sameBits(pk[i], pr[i], `${what} p`);
+        if (s.mu) sameBits(bk[i]!, br[i]!, `${what} buf`);
+        else assert.equal(bk[i], undefined);
+      });
     });
   }
 });
 
-test('QatAdamStep equals the tfjs-op update bit for bit (Adam, L2 Adam, AdamW)', { skip }, () => {
+test('QatAdamStep equals the tfjs-op update bit for bit (Adam, L2 Adam, AdamW), all parameters in one call', { skip }, () => {
   assert.ok(tf.getKernel('QatAdamStep', tf.getBackend()), 'the native backend registers QatAdamStep');
   const r = rng(8);
   for (const [wd, decoupled] of [[0, false], [1e-2, false], [1e-2, true]] as const) {
     tf.tidy(() => {
-      let pk = tf.tensor(randArray(r, N, -2, 2)), pr = pk;
-      let mk = tf.zeros([N]), mr = mk, vk = tf.zeros([N]), vr = vk;
+      let pk = SIZES.map((n) => tf.tensor(randArray(r, n, -2, 2))), pr = pk;
+      let mk = SIZES.map((n) => tf.zeros([n])), mr = mk, vk = mk, vr = mk;
       for (let step = 1; step <= 3; step++) {
-        const g = tf.tensor(randArray(r, N, -1, 1));
-        const s = adamScalars({ lr: 1e-3, b1: 0.9, b2: 0.999, eps: 1e-8, wd, decoupled, step });
-        const k = adamStep(pk, g, mk, vk, s), o = adamStepOps(pr, g, mr, vr, s);
-        [pk, mk, vk, pr, mr, vr] = [k.p, k.m, k.v, o.p, o.m, o.v];
+        const g = SIZES.map((n) => tf.tensor(randArray(r, n, -1, 1)));
+        // parameter i lags i steps behind (PyTorch counts steps per parameter)
+        const s = SIZES.map((_, i) => adamScalars({ lr: 1e-3, b1: 0.9, b2: 0.999, eps: 1e-8, wd: wd * (i + 1), decoupled, step: Math.max(1, step - i) }));
+        const k = adamSteps(pk.map((p, i) => ({ p, g: g[i], m: mk[i], v: vk[i], s: s[i] })));
+        const o = pr.map((p, i) => adamStepOps(p, g[i], mr[i], vr[i], s[i]));
+        [pk, mk, vk] = [k.map((x) => x.p), k.map((x) => x.m), k.map((x) => x.v)];
+        [pr, mr, vr] = [o.map((x) => x.p), o.map((x) => x.m), o.map((x) => x.v)];
       }
-      const what = `adam wd=${wd} decoupled=${decoupled}`;
-      sameBits(pk, pr, `${what} p`);
-      sameBits(mk, mr, `${what} m`);
-      sameBits(vk, vr, `${what} v`);
+      SIZES.forEach((_, i) => {
+        const what = `adam wd=${wd} decoupled=${decoupled} param ${i}`;
+        sameBits(pk[i], pr[i], `${what} p`);
+        sameBits(mk[i], mr[i], `${what} m`);
+        sameBits(vk[i], vr[i], `${what} v`);
+      });
     });
   }
 });

@@ -1,8 +1,9 @@
 /**
  * Training-step kernels of the native backend that stand for chains of tfjs ops, with the tfjs-op path elsewhere:
  *
- *   QatSgdStep        {p, g, buf?}  {lr, wd, mu, nesterov}  -> [p', buf'] ([p'] when mu = 0)
- *   QatAdamStep       {p, g, m, v}  AdamScalars             -> [p', m', v']
+ *   QatSgdStep        {p0, g0, buf0?, p1, ...} {lr, mu, nesterov, wd: [per param]} -> [p0', buf0', p1', ...] (no buf
+ *                     when mu = 0): every parameter of a step in one call
+ *   QatAdamStep       {p0, g0, m0, v0, p1, ...} {s: AdamScalars[per param]}       -> [p0', m0', v0', p1', ...]
  *   QatChannelDiv     {x, s}                                -> x / s (s: [C], the last axis of x)
  *   QatChannelDivGrad {dy, x, s}                            -> [dy / s, -sum(dy*x) / s^2 per channel]
  *   QatReluGrad       {dy, x}                               -> dy * step(x)
@@ -13,7 +14,7 @@
  * The kernels (native/train_ops.cc) do, per element, the float32 operations of the tfjs-op path in the same order,
  * so both give the same bits, except that QatChannelDivGrad's per-channel sum adds in another order (float
  * reassociation, as any two reductions). Composed from tfjs ops an SGD-momentum update with weight decay takes six
- * kernel calls per parameter, Adam about a dozen; x / s and its gradient eleven calls and four passes over x; ConvBn's
+ * kernel calls per parameter, Adam about a dozen (here: one call for all parameters); x / s and its gradient eleven calls and four passes over x; ConvBn's
  * weight folding five calls forward and six backward.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -25,6 +26,14 @@ interface TrainBackend {
   f32(t: TensorInfo): Float32Array;
   out(shape: number[], v: Float32Array): TensorInfo;
   alloc(n: number): Float32Array;
+}
+
+/** QatSgdStep's attributes: the step's SGD hyper-parameters, with one weight decay per parameter. */
+interface SgdAttrs {
+  lr: number;
+  wd: number[];
+  mu: number;
+  nesterov: boolean;
 }
 
 /** SGD hyper-parameters of one update; wd = 0 for a parameter without weight decay, mu = 0 without momentum. */
@@ -65,26 +74,28 @@ export function adamScalars(o: { lr: number; b1: number; b2: number; eps: number
 
 const sgdKernel: KernelFunc = ({ inputs, backend, attrs }) => {
   const be = backend as unknown as TrainBackend;
-  const { p, g, buf } = inputs as { p: TensorInfo; g: TensorInfo; buf?: TensorInfo };
-  const { lr, wd, mu, nesterov } = attrs as unknown as SgdScalars;
-  const pv = be.f32(p);
-  const pOut = be.alloc(pv.length);
-  const bufOut = mu !== 0 ? be.alloc(pv.length) : null;
-  be.addon.sgdStep(pv, be.f32(g), buf && mu !== 0 ? be.f32(buf) : null, pOut, bufOut, lr, wd, mu, nesterov);
-  const outs = [be.out(p.shape.slice(), pOut)];
-  if (bufOut) outs.push(be.out(p.shape.slice(), bufOut));
-  return outs;
+  const { lr, wd, mu, nesterov } = attrs as unknown as SgdAttrs;
+  return wd.flatMap((decay, i) => {
+    const p = inputs[`p${i}`] as TensorInfo;
+    const pv = be.f32(p);
+    const pOut = be.alloc(pv.length);
+    const bufOut = mu !== 0 ? be.alloc(pv.length) : null;
+    be.addon.sgdStep(pv, be.f32(inputs[`g${i}`] as TensorInfo), bufOut ? be.f32(inputs[`buf${i}`] as TensorInfo) : null, pOut, bufOut, lr,
+      decay, mu, nesterov);
+    return [pOut, bufOut].filter((o) => o !== null).map((o) => be.out(p.shape.slice(), o));
+  });
 };
 
 const adamKernel: KernelFunc = ({ inputs, backend, attrs }) => {
   const be = backend as unknown as TrainBackend;
-  const { p, g, m, v } = inputs as Record<'p' | 'g' | 'm' | 'v', TensorInfo>;
-  const s = attrs as unknown as AdamScalars;
-  const pv = be.f32(p);
-  const [pOut, mOut, vOut] = [0, 1, 2].map(() => be.alloc(pv.length));
-  be.addon.adamStep(pv, be.f32(g), be.f32(m), be.f32(v), pOut, mOut, vOut, s.decay, s.wd, s.oneMinusB1, s.b2, s.oneMinusB2,
-    s.bc2Sqrt, s.eps, s.stepSize);
-  return [pOut, mOut, vOut].map((o) => be.out(p.shape.slice(), o));
+  return (attrs as unknown as { s: AdamScalars[] }).s.flatMap((s, i) => {
+    const [p, g, m, v] = ['p', 'g', 'm', 'v'].map((k) => inputs[`${k}${i}`] as TensorInfo);
+    const pv = be.f32(p);
+    const [pOut, mOut, vOut] = [0, 1, 2].map(() => be.alloc(pv.length));
+    be.addon.adamStep(pv, be.f32(g), be.f32(m), be.f32(v), pOut, mOut, vOut, s.decay, s.wd, s.oneMinusB1, s.b2, s.oneMinusB2,
+      s.bc2Sqrt, s.eps, s.stepSize);
+    return [pOut, mOut, vOut].map((o) => be.out(p.shape.slice(), o));
+  });
 };
 
 const lastAxis = (t: TensorInfo) => t.shape[t.shape.length - 1];
@@ -185,13 +196,32 @@ export function sgdStepOps(p: tf.Tensor, g: tf.Tensor, buf: tf.Tensor | undefine
   });
 }
 
-/** One SGD update of p (torch.optim.SGD); buf is the momentum buffer (needed when mu != 0). New tensors out. */
-export function sgdStep(p: tf.Tensor, g: tf.Tensor, buf: tf.Tensor | undefined, s: SgdScalars): { p: tf.Tensor; buf?: tf.Tensor } {
-  if (s.mu !== 0 && !buf) throw new Error('sgdStep: momentum needs a buffer');
-  if (!hasKernel('QatSgdStep') || p.dtype !== 'float32' || g.dtype !== 'float32') return sgdStepOps(p, g, buf, s);
-  const inputs: tf.NamedTensorMap = s.mu !== 0 ? { p, g, buf: buf! } : { p, g };
-  const [np, nb] = tf.engine().runKernel('QatSgdStep', inputs, { ...s }) as tf.Tensor[];
-  return { p: np, buf: nb };
+/** One parameter's SGD update: its tensors and its scalars; buf is the momentum buffer (needed when mu != 0). */
+export interface SgdParam {
+  p: tf.Tensor;
+  g: tf.Tensor;
+  buf?: tf.Tensor;
+  s: SgdScalars;
+}
+
+const allF32 = (ts: (tf.Tensor | undefined)[]) => ts.every((t) => !t || t.dtype === 'float32');
+
+/**
+ * SGD updates (torch.optim.SGD) of several parameters sharing lr, mu and nesterov (each its own weight decay), in
+ * one kernel call where the backend has QatSgdStep. New tensors out, in order.
+ */
+export function sgdSteps(items: SgdParam[]): { p: tf.Tensor; buf?: tf.Tensor }[] {
+  for (const { buf, s } of items) if (s.mu !== 0 && !buf) throw new Error('sgdStep: momentum needs a buffer');
+  const { lr, mu, nesterov } = items[0]?.s ?? { lr: 0, mu: 0, nesterov: false };
+  const shared = items.every(({ s }) => s.lr === lr && s.mu === mu && s.nesterov === nesterov);
+  if (!items.length || !shared || !hasKernel('QatSgdStep') || !items.every(({ p, g, buf }) => allF32([p, g, buf])))
+    return items.map(({ p, g, buf, s }) => sgdStepOps(p, g, buf, s));
+  const inputs: tf.NamedTensorMap = {};
+  items.forEach(({ p, g, buf }, i) => Object.assign(inputs, { [`p${i}`]: p, [`g${i}`]: g }, mu !== 0 ? { [`buf${i}`]: buf! } : {}));
+  const attrs: SgdAttrs = { lr, mu, nesterov, wd: items.map(({ s }) => s.wd) };
+  const outs = tf.engine().runKernel('QatSgdStep', inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  const k = mu !== 0 ? 2 : 1;
+  return items.map((_, i) => ({ p: outs[i * k], buf: mu !== 0 ? outs[i * k + 1] : undefined }));
 }
 
 /** The Adam update composed from tfjs ops (any backend; the reference the kernel matches). */
@@ -206,11 +236,23 @@ export function adamStepOps(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tens
   });
 }
 
-/** One Adam / AdamW update of p with moments m, v. New tensors out. */
-export function adamStep(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, s: AdamScalars): { p: tf.Tensor; m: tf.Tensor; v: tf.Tensor } {
-  if (!hasKernel('QatAdamStep') || [p, g, m, v].some((t) => t.dtype !== 'float32')) return adamStepOps(p, g, m, v, s);
-  const [np, nm, nv] = tf.engine().runKernel('QatAdamStep', { p, g, m, v }, { ...s }) as tf.Tensor[];
-  return { p: np, m: nm, v: nv };
+/** One parameter's Adam update: its tensors (moments m, v) and its scalars. */
+export interface AdamParam {
+  p: tf.Tensor;
+  g: tf.Tensor;
+  m: tf.Tensor;
+  v: tf.Tensor;
+  s: AdamScalars;
+}
+
+/** Adam / AdamW updates of several parameters in one kernel call where the backend has QatAdamStep. New tensors out. */
+export function adamSteps(items: AdamParam[]): { p: tf.Tensor; m: tf.Tensor; v: tf.Tensor }[] {
+  if (!items.length || !hasKernel('QatAdamStep') || !items.every(({ p, g, m, v }) => allF32([p, g, m, v])))
+    return items.map(({ p, g, m, v, s }) => adamStepOps(p, g, m, v, s));
+  const inputs: tf.NamedTensorMap = {};
+  items.forEach(({ p, g, m, v }, i) => Object.assign(inputs, { [`p${i}`]: p, [`g${i}`]: g, [`m${i}`]: m, [`v${i}`]: v }));
+  const outs = tf.engine().runKernel('QatAdamStep', inputs, { s: items.map(({ s }) => s) } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  return items.map((_, i) => ({ p: outs[3 * i], m: outs[3 * i + 1], v: outs[3 * i + 2] }));
 }
 
 /** x / s for s of shape [C] on the last axis of x, differentiable in both: one kernel each way where the backend has them. */

@@ -3,7 +3,7 @@
 // restore it exactly.
 import * as tf from '@tensorflow/tfjs-core';
 import { fromPlain, isPlainTensor, sameShape, toPlain, type PlainTensor } from './plain.js';
-import { adamScalars, adamStep, sgdStep } from '../backend/train_kernels.js';
+import { adamScalars, adamSteps, sgdSteps } from '../backend/train_kernels.js';
 
 export interface OptimizerConfig {
   kind: 'sgd' | 'adam' | 'adamw' | (string & {});
@@ -116,15 +116,16 @@ export function createSgd(params: Map<string, tf.Variable>, config: OptimizerCon
     kind: 'sgd',
     step(grads, lr) {
       tf.tidy(() => {
-        for (const [name, p] of params) {
-          const g = grads.get(name);
-          if (!g) continue;
+        const items = [...params].filter(([name]) => grads.has(name)).map(([name, p]) => {
+          const g = grads.get(name)!;
           checkGrad(name, p, g);
-          const buf = mu !== 0 ? slots.get('momentum', name) : undefined;
-          const r = sgdStep(p, g, buf, { lr, wd: decays(name) ? wd : 0, mu, nesterov });
+          return { p, g, buf: mu !== 0 ? slots.get('momentum', name) : undefined, s: { lr, wd: decays(name) ? wd : 0, mu, nesterov } };
+        });
+        sgdSteps(items).forEach((r, i) => {
+          const { p, buf } = items[i];
           if (buf) buf.assign(r.buf!);
           p.assign(r.p);
-        }
+        });
       });
     },
     state: () => slots.state(),
@@ -148,19 +149,20 @@ export function createAdam(params: Map<string, tf.Variable>, config: OptimizerCo
     kind,
     step(grads, lr) {
       tf.tidy(() => {
-        for (const [name, p] of params) {
-          const g = grads.get(name);
-          if (!g) continue;
+        const items = [...params].filter(([name]) => grads.has(name)).map(([name, p]) => {
+          const g = grads.get(name)!;
           checkGrad(name, p, g);
           const step = steps.get(name)! + 1;
           steps.set(name, step);
-          const m = slots.get('exp_avg', name);
-          const v = slots.get('exp_avg_sq', name);
-          const r = adamStep(p, g, m, v, adamScalars({ lr, b1, b2, eps, wd: decays(name) ? wd : 0, decoupled, step }));
+          const s = adamScalars({ lr, b1, b2, eps, wd: decays(name) ? wd : 0, decoupled, step });
+          return { p, g, m: slots.get('exp_avg', name), v: slots.get('exp_avg_sq', name), s };
+        });
+        adamSteps(items).forEach((r, i) => {
+          const { p, m, v } = items[i];
           m.assign(r.m);
           v.assign(r.v);
           p.assign(r.p);
-        }
+        });
       });
     },
     state() {
