@@ -14,8 +14,8 @@
  * The kernels (native/train_ops.cc) do, per element, the float32 operations of the tfjs-op path in the same order,
  * so both give the same bits, except that QatChannelDivGrad's per-channel sum adds in another order (float
  * reassociation, as any two reductions). Composed from tfjs ops an SGD-momentum update with weight decay takes six
- * kernel calls per parameter, Adam about a dozen (here: one call for all parameters); x / s and its gradient eleven calls and four passes over x; ConvBn's
- * weight folding five calls forward and six backward.
+ * kernel calls per parameter, Adam about a dozen (here one call updates all parameters); x / s and its gradient
+ * eleven calls and four passes over x; ConvBn's weight folding five calls forward and six backward.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
@@ -211,7 +211,7 @@ const allF32 = (ts: (tf.Tensor | undefined)[]) => ts.every((t) => !t || t.dtype 
  * one kernel call where the backend has QatSgdStep. New tensors out, in order.
  */
 export function sgdSteps(items: SgdParam[]): { p: tf.Tensor; buf?: tf.Tensor }[] {
-  for (const { buf, s } of items) if (s.mu !== 0 && !buf) throw new Error('sgdStep: momentum needs a buffer');
+  for (const { buf, s } of items) if (s.mu !== 0 && !buf) throw new Error('sgdSteps: momentum needs a buffer');
   const { lr, mu, nesterov } = items[0]?.s ?? { lr: 0, mu: 0, nesterov: false };
   const shared = items.every(({ s }) => s.lr === lr && s.mu === mu && s.nesterov === nesterov);
   if (!items.length || !shared || !hasKernel('QatSgdStep') || !items.every(({ p, g, buf }) => allF32([p, g, buf])))
