@@ -217,7 +217,11 @@ export function sgdSteps(items: SgdParam[]): { p: tf.Tensor; buf?: tf.Tensor }[]
   if (!items.length || !shared || !hasKernel('QatSgdStep') || !items.every(({ p, g, buf }) => allF32([p, g, buf])))
     return items.map(({ p, g, buf, s }) => sgdStepOps(p, g, buf, s));
   const inputs: tf.NamedTensorMap = {};
-  items.forEach(({ p, g, buf }, i) => Object.assign(inputs, { [`p${i}`]: p, [`g${i}`]: g }, mu !== 0 ? { [`buf${i}`]: buf! } : {}));
+  items.forEach(({ p, g, buf }, i) => {
+    inputs[`p${i}`] = p;
+    inputs[`g${i}`] = g;
+    if (mu !== 0) inputs[`buf${i}`] = buf!;
+  });
   const attrs: SgdAttrs = { lr, mu, nesterov, wd: items.map(({ s }) => s.wd) };
   const outs = tf.engine().runKernel('QatSgdStep', inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   const k = mu !== 0 ? 2 : 1;
@@ -250,7 +254,9 @@ export function adamSteps(items: AdamParam[]): { p: tf.Tensor; m: tf.Tensor; v: 
   if (!items.length || !hasKernel('QatAdamStep') || !items.every(({ p, g, m, v }) => allF32([p, g, m, v])))
     return items.map(({ p, g, m, v, s }) => adamStepOps(p, g, m, v, s));
   const inputs: tf.NamedTensorMap = {};
-  items.forEach(({ p, g, m, v }, i) => Object.assign(inputs, { [`p${i}`]: p, [`g${i}`]: g, [`m${i}`]: m, [`v${i}`]: v }));
+  items.forEach((t, i) => {
+    for (const k of ['p', 'g', 'm', 'v'] as const) inputs[`${k}${i}`] = t[k];
+  });
   const outs = tf.engine().runKernel('QatAdamStep', inputs, { s: items.map(({ s }) => s) } as unknown as tf.NamedAttrMap) as tf.Tensor[];
   return items.map((_, i) => ({ p: outs[3 * i], m: outs[3 * i + 1], v: outs[3 * i + 2] }));
 }
