@@ -403,14 +403,153 @@ static void direct_filter_images(const Conv2DDims& d, const float* x, const floa
 }
 #undef QK_PLANAR_TABLE
 
+// ---------------------------------------------------------------- direct, 3-wide kernel rows
+// Stride 1, KW = 3, CO = 16 or 32 on AVX-512 (at 64 the GEMM's 8x32 tiles already reuse loads). As a GEMM over taps, CO = 16 leaves B one vector
+// wide: every FMA needs its own broadcast of x. Here R consecutive output pixels of a row share
+// the input: x[oh + kh, ow0 + j, ci] (broadcast once) times w[kh, kw, ci] adds to output pixel
+// ow0 + j - kw for each kw, and the 3*NV weight vectors of (kh, ci) serve all R pixels: about
+// 0.4 loads per FMA instead of 1. Sums run over (kh, ci, kw) per pixel: no order depends on tasks.
+static bool rows3_eligible(const Conv2DDims& d) {
+#if defined(__x86_64__)
+  return active_isa() == Isa::Avx512 && d.sh == 1 && d.sw == 1 && d.dh == 1 && d.dw == 1 && d.KW == 3 &&
+         (d.CO == 16 || d.CO == 32);
+#else
+  (void)d;
+  return false;
+#endif
+}
+
+#if defined(__x86_64__)
+// R output pixels (NV vectors of channels each) from the padded input xr (row kh at + kh*rs).
+template <int NV, int R>
+QK_TGT512 static void rows3_block(const float* xr, int64_t rs, int64_t CI, int64_t KH, const float* w, float* y) {
+  constexpr int CO = NV * 16;
+  __m512 acc[R][NV];
+  _Pragma("GCC unroll 16") for (int o = 0; o < R; o++)
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[o][v] = Zmm::zero();
+  for (int64_t kh = 0; kh < KH; kh++, xr += rs)
+    for (int64_t ci = 0; ci < CI; ci++) {
+      const float* wt = w + (kh * 3 * CI + ci) * CO;
+      __m512 wv[3][NV];
+      _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++)
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) wv[kw][v] = Zmm::load(wt + kw * CI * CO + v * 16);
+      _Pragma("GCC unroll 18") for (int j = 0; j < R + 2; j++) {
+        const __m512 xb = Zmm::bcast(xr + j * CI + ci);
+        _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++) {
+          const int o = j - kw;
+          if (o >= 0 && o < R)
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[o][v] = Zmm::fma(xb, wv[kw][v], acc[o][v]);
+        }
+      }
+    }
+  _Pragma("GCC unroll 16") for (int o = 0; o < R; o++)
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) _mm512_storeu_ps(y + o * CO + v * 16, acc[o][v]);
+}
+
+// One output row of OW pixels: blocks of RM (as many accumulators as fit), then a tail of 8, 4, 2, 1.
+template <int NV>
+static void rows3_row(const float* xr, int64_t rs, int64_t CI, int64_t KH, const float* w, float* y, int64_t OW) {
+  constexpr int RM = 16 / NV, CO = NV * 16;
+  int64_t o = 0;
+  for (; o + RM <= OW; o += RM) rows3_block<NV, RM>(xr + o * CI, rs, CI, KH, w, y + o * CO);
+  if (RM > 8 && o + 8 <= OW) rows3_block<NV, (RM > 8 ? 8 : 1)>(xr + o * CI, rs, CI, KH, w, y + o * CO), o += 8;
+  if (RM > 4 && o + 4 <= OW) rows3_block<NV, (RM > 4 ? 4 : 1)>(xr + o * CI, rs, CI, KH, w, y + o * CO), o += 4;
+  if (RM > 2 && o + 2 <= OW) rows3_block<NV, 2>(xr + o * CI, rs, CI, KH, w, y + o * CO), o += 2;
+  if (o < OW) rows3_block<NV, 1>(xr + o * CI, rs, CI, KH, w, y + o * CO);
+}
+#endif
+
+#if defined(__x86_64__)
+// Filter gradient: acc[kw][c] (tap (kh, kw), channel ci0 + c) += x[oh + kh, ow0 + j, ci0 + c] * dy[oh, ow0 + j - kw]
+// over R output pixels whose dy vectors stay in registers: each broadcast of x feeds 3 FMAs.
+template <int NV, int CIB, int R>
+QK_TGT512 static inline __attribute__((always_inline)) void rows3_filter_block(const float* xr, int64_t CI,
+                                                                              const float* g, __m512 (&acc)[3][CIB][NV]) {
+  __m512 gv[R][NV];
+  _Pragma("GCC unroll 16") for (int o = 0; o < R; o++)
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) gv[o][v] = Zmm::load(g + (o * NV + v) * 16);
+  _Pragma("GCC unroll 18") for (int j = 0; j < R + 2; j++)
+    _Pragma("GCC unroll 4") for (int c = 0; c < CIB; c++) {
+      const __m512 xb = Zmm::bcast(xr + j * CI + c);
+      _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++) {
+        const int o = j - kw;
+        if (o >= 0 && o < R)
+          _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[kw][c][v] = Zmm::fma(xb, gv[o][v], acc[kw][c][v]);
+      }
+    }
+}
+
+// dw of kernel row kh, input channels [ci0, ci0 + CIB), over the images of d (xp: padded input).
+template <int NV, int CIB>
+QK_TGT512 static void rows3_filter_taps(const Conv2DDims& d, const float* xp, int64_t Hp, int64_t Wp, const float* dy,
+                                        int64_t kh, int64_t ci0, float* dw) {
+  constexpr int CO = NV * 16, RM = NV == 1 ? 8 : 6;
+  const int64_t CI = d.CI, OW = d.OW;
+  __m512 acc[3][CIB][NV];
+  _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++)
+    _Pragma("GCC unroll 4") for (int c = 0; c < CIB; c++)
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[kw][c][v] = Zmm::zero();
+  for (int64_t b = 0; b < d.B; b++)
+    for (int64_t oh = 0; oh < d.OH; oh++) {
+      const float* xr = xp + ((b * Hp + oh + kh) * Wp) * CI + ci0;
+      const float* g = dy + (b * d.OH + oh) * OW * CO;
+      int64_t o = 0;
+      for (; o + RM <= OW; o += RM) rows3_filter_block<NV, CIB, RM>(xr + o * CI, CI, g + o * CO, acc);
+      if (o + 4 <= OW) rows3_filter_block<NV, CIB, 4>(xr + o * CI, CI, g + o * CO, acc), o += 4;
+      if (o + 2 <= OW) rows3_filter_block<NV, CIB, 2>(xr + o * CI, CI, g + o * CO, acc), o += 2;
+      if (o < OW) rows3_filter_block<NV, CIB, 1>(xr + o * CI, CI, g + o * CO, acc);
+    }
+  _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++)
+    _Pragma("GCC unroll 4") for (int c = 0; c < CIB; c++)
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+        _mm512_storeu_ps(dw + ((kh * 3 + kw) * CI + ci0 + c) * CO + v * 16, acc[kw][c][v]);
+}
+#endif
+
+// Filter gradient [KH, 3, CI, CO] of the images of d (rows3_eligible; dy: theirs).
+static void rows3_filter_images(const Conv2DDims& d, const float* x, const float* dy, float* dw) {
+#if defined(__x86_64__)
+  Scratch sc;
+  int64_t Hp, Wp;
+  const float* xp = padded_input(d, x, sc, Hp, Wp);
+  // Channels per pass: as many accumulators as fit beside the R dy vectors.
+  using Taps = void (*)(const Conv2DDims&, const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*);
+  int cib = 1;
+  Taps f = d.CO == 16 ? rows3_filter_taps<1, 1> : rows3_filter_taps<2, 1>;
+  if (d.CO == 16 && d.CI % 4 == 0) cib = 4, f = rows3_filter_taps<1, 4>;
+  else if (d.CO == 16 && d.CI % 3 == 0) cib = 3, f = rows3_filter_taps<1, 3>;
+  else if (d.CO == 32 && d.CI % 2 == 0) cib = 2, f = rows3_filter_taps<2, 2>;
+  for (int64_t kh = 0; kh < d.KH; kh++)
+    for (int64_t ci0 = 0; ci0 < d.CI; ci0 += cib) f(d, xp, Hp, Wp, dy, kh, ci0, dw);
+#else
+  (void)d, (void)x, (void)dy, (void)dw;
+#endif
+}
+
+// y of the images of d (rows3_eligible).
+static void rows3_forward_images(const Conv2DDims& d, const float* x, const float* w, float* y) {
+#if defined(__x86_64__)
+  Scratch sc;
+  int64_t Hp, Wp;
+  const float* xp = padded_input(d, x, sc, Hp, Wp);
+  const auto row = d.CO == 16 ? rows3_row<1> : rows3_row<2>;
+  for (int64_t b = 0; b < d.B; b++)
+    for (int64_t oh = 0; oh < d.OH; oh++)
+      row(xp + (b * Hp + oh) * Wp * d.CI, Wp * d.CI, d.CI, d.KH, w, y + (b * d.OH + oh) * d.OW * d.CO, d.OW);
+#else
+  (void)d, (void)x, (void)w, (void)y;
+#endif
+}
+
 }  // namespace
 
 void conv2d_forward(const Conv2DDims& d, const float* x, const float* w, float* y) {
   const int64_t xs = d.H * d.W * d.CI, ys = d.OH * d.OW * d.CO;
   int64_t per = images_per_task(d, (double)d.OH * d.OW * d.CO * d.KH * d.KW * d.CI, 1 << 20);
-  if (direct_eligible(d)) {
+  if (direct_eligible(d) || rows3_eligible(d)) {
+    const auto images_fn = direct_eligible(d) ? direct_forward_images : rows3_forward_images;
     for_image_tasks(d.B, std::max<int64_t>(per, 1), [&](int64_t, int64_t b0, int64_t b1) {
-      direct_forward_images(images(d, b1 - b0), x + b0 * xs, w, y + b0 * ys);
+      images_fn(images(d, b1 - b0), x + b0 * xs, w, y + b0 * ys);
     });
     return;
   }
@@ -513,9 +652,9 @@ void conv2d_backprop_filter(const Conv2DDims& d, const float* x, const float* dy
   const int64_t M = d.KH * d.KW * d.CI, P = d.OH * d.OW, MN = M * d.CO;
   const double pix = std::max<double>(512, (double)(d.B * P) / 16);
   int64_t per = images_per_task(d, (double)P, pix);
-  const bool direct = direct_eligible(d);
+  const bool direct = direct_eligible(d) || rows3_eligible(d);
   auto run = [&](const Conv2DDims& c, const float* xc, const float* dyc, float* out, bool single_thread) {
-    if (direct) return direct_filter_images(c, xc, dyc, out);
+    if (direct) return (direct_eligible(c) ? direct_filter_images : rows3_filter_images)(c, xc, dyc, out);
     Scratch sc;
     int64_t Hp, Wp;
     const float* xp = padded_input(c, xc, sc, Hp, Wp);

@@ -173,6 +173,14 @@ test('Conv2D and both gradients on batches large enough to split into per-image 
     { b: 32, h: 16, w: 15, c: 16, co: 32, kh: 3, kw: 3, s: [2, 2], pad: 'same', d: 1 },
     { b: 32, h: 16, w: 16, c: 16, co: 32, kh: 1, kw: 1, s: [2, 2], pad: 'valid', d: 1 },
     { b: 8, h: 9, w: 8, c: 20, co: 7, kh: 3, kw: 2, s: [1, 1], pad: [[0, 0], [2, 0], [1, 1], [0, 0]], d: 1 },
+    // ResNet-8's stride-1 3x3 layers and odd variants of them: 16 or 32 output channels on AVX-512 take the
+    // row-blocked direct kernels (row tails of 8/4/2/1 pixels; input channels in passes of 4, 3, 2 or 1).
+    { b: 32, h: 32, w: 32, c: 3, co: 16, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 32, h: 16, w: 16, c: 32, co: 32, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 1, h: 7, w: 23, c: 5, co: 32, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 5, h: 11, w: 13, c: 7, co: 16, kh: 2, kw: 3, s: [1, 1], pad: [[0, 0], [0, 1], [2, 0], [0, 0]], d: 1 },
+    { b: 6, h: 9, w: 20, c: 17, co: 32, kh: 5, kw: 3, s: [1, 1], pad: 'valid', d: 1 },
+    { b: 4, h: 10, w: 29, c: 16, co: 16, kh: 1, kw: 3, s: [1, 1], pad: [[0, 0], [0, 0], [1, 1], [0, 0]], d: 1 },
   ];
   for (const [i, c] of cases.entries()) {
     const r = rng(450 + i);
