@@ -420,22 +420,24 @@ static bool rows3_eligible(const Conv2DDims& d) {
 }
 
 #if defined(__x86_64__)
-// R output pixels (NV vectors of channels each) from the padded input xr (row kh at + kh*rs).
-template <int NV, int R>
-QK_TGT512 static void rows3_block(const float* xr, int64_t rs, int64_t CI, int64_t KH, const float* w, float* y) {
+// R output pixels (NV vectors of channels each, ys floats apart in y) of a stride-1 conv with KW_ taps
+// per kernel row, from the padded input xr (kernel row kh at + kh*rs, CI floats per pixel).
+template <int NV, int KW_, int R>
+QK_TGT512 static void rowconv_block(const float* xr, int64_t rs, int64_t CI, int64_t KH, const float* w, float* y,
+                                    int64_t ys) {
   constexpr int CO = NV * 16;
   __m512 acc[R][NV];
   _Pragma("GCC unroll 16") for (int o = 0; o < R; o++)
     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[o][v] = Zmm::zero();
   for (int64_t kh = 0; kh < KH; kh++, xr += rs)
     for (int64_t ci = 0; ci < CI; ci++) {
-      const float* wt = w + (kh * 3 * CI + ci) * CO;
-      __m512 wv[3][NV];
-      _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++)
+      const float* wt = w + (kh * KW_ * CI + ci) * CO;
+      __m512 wv[KW_][NV];
+      _Pragma("GCC unroll 3") for (int kw = 0; kw < KW_; kw++)
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) wv[kw][v] = Zmm::load(wt + kw * CI * CO + v * 16);
-      _Pragma("GCC unroll 18") for (int j = 0; j < R + 2; j++) {
+      _Pragma("GCC unroll 18") for (int j = 0; j < R + KW_ - 1; j++) {
         const __m512 xb = Zmm::bcast(xr + j * CI + ci);
-        _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++) {
+        _Pragma("GCC unroll 3") for (int kw = 0; kw < KW_; kw++) {
           const int o = j - kw;
           if (o >= 0 && o < R)
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[o][v] = Zmm::fma(xb, wv[kw][v], acc[o][v]);
@@ -443,19 +445,28 @@ QK_TGT512 static void rows3_block(const float* xr, int64_t rs, int64_t CI, int64
       }
     }
   _Pragma("GCC unroll 16") for (int o = 0; o < R; o++)
-    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) _mm512_storeu_ps(y + o * CO + v * 16, acc[o][v]);
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) _mm512_storeu_ps(y + o * ys + v * 16, acc[o][v]);
 }
 
 // One output row of OW pixels: blocks of RM (as many accumulators as fit), then a tail of 8, 4, 2, 1.
-template <int NV>
-static void rows3_row(const float* xr, int64_t rs, int64_t CI, int64_t KH, const float* w, float* y, int64_t OW) {
-  constexpr int RM = 16 / NV, CO = NV * 16;
+template <int NV, int KW_>
+static void rowconv_row(const float* xr, int64_t rs, int64_t CI, int64_t KH, const float* w, float* y, int64_t ys,
+                        int64_t OW) {
+  constexpr int RM = 16 / NV;
   int64_t o = 0;
-  for (; o + RM <= OW; o += RM) rows3_block<NV, RM>(xr + o * CI, rs, CI, KH, w, y + o * CO);
-  if (RM > 8 && o + 8 <= OW) rows3_block<NV, (RM > 8 ? 8 : 1)>(xr + o * CI, rs, CI, KH, w, y + o * CO), o += 8;
-  if (RM > 4 && o + 4 <= OW) rows3_block<NV, (RM > 4 ? 4 : 1)>(xr + o * CI, rs, CI, KH, w, y + o * CO), o += 4;
-  if (RM > 2 && o + 2 <= OW) rows3_block<NV, 2>(xr + o * CI, rs, CI, KH, w, y + o * CO), o += 2;
-  if (o < OW) rows3_block<NV, 1>(xr + o * CI, rs, CI, KH, w, y + o * CO);
+  for (; o + RM <= OW; o += RM) rowconv_block<NV, KW_, RM>(xr + o * CI, rs, CI, KH, w, y + o * ys, ys);
+  if (RM > 8 && o + 8 <= OW) rowconv_block<NV, KW_, (RM > 8 ? 8 : 1)>(xr + o * CI, rs, CI, KH, w, y + o * ys, ys), o += 8;
+  if (RM > 4 && o + 4 <= OW) rowconv_block<NV, KW_, (RM > 4 ? 4 : 1)>(xr + o * CI, rs, CI, KH, w, y + o * ys, ys), o += 4;
+  if (RM > 2 && o + 2 <= OW) rowconv_block<NV, KW_, 2>(xr + o * CI, rs, CI, KH, w, y + o * ys, ys), o += 2;
+  if (o < OW) rowconv_block<NV, KW_, 1>(xr + o * CI, rs, CI, KH, w, y + o * ys, ys);
+}
+
+using RowConv = void (*)(const float*, int64_t, int64_t, int64_t, const float*, float*, int64_t, int64_t);
+// The row kernel for 16 * nv output channels and kw taps per kernel row (nv <= 2, kw <= 3).
+static RowConv rowconv(int64_t nv, int64_t kw) {
+  static const RowConv table[2][3] = {{rowconv_row<1, 1>, rowconv_row<1, 2>, rowconv_row<1, 3>},
+                                      {rowconv_row<2, 1>, rowconv_row<2, 2>, rowconv_row<2, 3>}};
+  return table[nv - 1][kw - 1];
 }
 #endif
 
@@ -532,10 +543,10 @@ static void rows3_forward_images(const Conv2DDims& d, const float* x, const floa
   Scratch sc;
   int64_t Hp, Wp;
   const float* xp = padded_input(d, x, sc, Hp, Wp);
-  const auto row = d.CO == 16 ? rows3_row<1> : rows3_row<2>;
+  const RowConv row = rowconv(d.CO / 16, 3);
   for (int64_t b = 0; b < d.B; b++)
     for (int64_t oh = 0; oh < d.OH; oh++)
-      row(xp + (b * Hp + oh) * Wp * d.CI, Wp * d.CI, d.CI, d.KH, w, y + (b * d.OH + oh) * d.OW * d.CO, d.OW);
+      row(xp + (b * Hp + oh) * Wp * d.CI, Wp * d.CI, d.CI, d.KH, w, y + (b * d.OH + oh) * d.OW * d.CO, d.CO, d.OW);
 #else
   (void)d, (void)x, (void)w, (void)y;
 #endif
@@ -609,10 +620,88 @@ static void conv_backprop_input_col(const Conv2DDims& d, const float* dy, const 
 
 }  // namespace
 
+namespace {
+
+// One axis of an output phase of a strided input gradient: input positions ph, ph + s, ... (size
+// of them) receive dy through the taps k0, k0 + s, ... (n of them) only, as a stride-1 correlation
+// of dy with those taps flipped, padded by pad (may be negative).
+struct PhaseAxis {
+  int64_t k0, n, pad, size;
+};
+static PhaseAxis phase_axis(int64_t ph, int64_t s, int64_t K, int64_t p, int64_t in) {
+  const int64_t k0 = ((ph + p) % s + s) % s, n = k0 < K ? (K - k0 + s - 1) / s : 0;
+  return {k0, n, n - 1 - (ph + p - k0) / s, (in - ph + s - 1) / s};
+}
+
+// Strided, undilated, 16 or 32 input channels on AVX-512 (at most 3 taps of a kernel row per phase).
+static bool phases_eligible(const Conv2DDims& d) {
+#if defined(__x86_64__)
+  return active_isa() == Isa::Avx512 && (d.sh > 1 || d.sw > 1) && d.dh == 1 && d.dw == 1 && (d.CI == 16 || d.CI == 32) &&
+         d.KW <= 3 * d.sw;
+#else
+  (void)d;
+  return false;
+#endif
+}
+
+// dx by output phases (phases_eligible): each the row-blocked stride-1 correlation of dy with the
+// taps that reach it (flipped, transposed), stored straight into dx's strided pixels, so no
+// zeros are multiplied and no columns gathered; positions no tap reaches are zeroed.
+static void backprop_input_phases(const Conv2DDims& d, const float* dy, const float* w, float* dx) {
+#if defined(__x86_64__)
+  struct Phase {
+    int64_t ph, pw;
+    PhaseAxis h, v;
+    std::vector<float> wf;  // [h.n][v.n][CO][CI]
+  };
+  std::vector<Phase> phases;
+  for (int64_t ph = 0; ph < std::min(d.sh, d.H); ph++)
+    for (int64_t pw = 0; pw < std::min(d.sw, d.W); pw++) {
+      Phase f{ph, pw, phase_axis(ph, d.sh, d.KH, d.pt, d.H), phase_axis(pw, d.sw, d.KW, d.pl, d.W), {}};
+      f.wf.resize((size_t)(f.h.n * f.v.n * d.CO * d.CI));
+      for (int64_t a = 0; a < f.h.n; a++)
+        for (int64_t c = 0; c < f.v.n; c++)
+          for (int64_t ci = 0; ci < d.CI; ci++)
+            for (int64_t co = 0; co < d.CO; co++)
+              f.wf[(((f.h.n - 1 - a) * f.v.n + (f.v.n - 1 - c)) * d.CO + co) * d.CI + ci] =
+                  w[(((f.h.k0 + a * d.sh) * d.KW + f.v.k0 + c * d.sw) * d.CI + ci) * d.CO + co];
+      phases.push_back(std::move(f));
+    }
+  const int64_t ys = d.sw * d.CI, P = d.OH * d.OW;
+  const int64_t per = images_per_task(d, (double)P * d.KH * d.KW * d.CI * d.CO, 1 << 20);
+  for_image_tasks(d.B, std::max<int64_t>(per, 1), [&](int64_t, int64_t b0, int64_t b1) {
+    Scratch sc;
+    for (const Phase& f : phases) {
+      float* base = dx + ((b0 * d.H + f.ph) * d.W + f.pw) * d.CI;
+      if (!f.h.n || !f.v.n) {
+        for (int64_t b = 0; b < b1 - b0; b++)
+          for (int64_t i = 0; i < f.h.size; i++)
+            for (int64_t j = 0; j < f.v.size; j++)
+              std::memset(base + (b * d.H + i * d.sh) * d.W * d.CI + j * ys, 0, sizeof(float) * d.CI);
+        continue;
+      }
+      const Conv2DDims t{b1 - b0, d.OH, d.OW, d.CO, f.h.size, f.v.size, d.CI, f.h.n, f.v.n, 1, 1, 1, 1, f.h.pad, f.v.pad};
+      int64_t Hp, Wp;
+      const float* xp = padded_input(t, dy + b0 * P * d.CO, sc, Hp, Wp);
+      const RowConv row = rowconv(d.CI / 16, f.v.n);
+      for (int64_t b = 0; b < t.B; b++)
+        for (int64_t i = 0; i < f.h.size; i++)
+          row(xp + (b * Hp + i) * Wp * d.CO, Wp * d.CO, d.CO, f.h.n, f.wf.data(),
+              base + (b * d.H + i * d.sh) * d.W * d.CI, ys, f.v.size);
+    }
+  });
+#else
+  (void)d, (void)dy, (void)w, (void)dx;
+#endif
+}
+
+}  // namespace
+
 void conv2d_backprop_input(const Conv2DDims& d, const float* dy, const float* w, float* dx) {
   // Stride 1 with enough input channels: dx is the correlation of dy with the flipped,
-  // transposed filter. Otherwise (strided, or too few input channels for the GEMM's N) the
-  // columns of dy . w^T are gathered.
+  // transposed filter. Strided with 16 or 32 (AVX-512): the same per output phase. Otherwise
+  // (strided, or too few input channels for the GEMM's N) the columns of dy . w^T are gathered.
+  if (phases_eligible(d)) return backprop_input_phases(d, dy, w, dx);
   if (d.sh == 1 && d.sw == 1 && d.CI >= 16) {
     std::vector<float> wf((size_t)(d.KH * d.KW * d.CO * d.CI));
     for (int64_t kh = 0; kh < d.KH; kh++)

@@ -185,6 +185,13 @@ test('Conv2D and both gradients on batches large enough to split into per-image 
     { b: 32, h: 16, w: 16, c: 32, co: 64, kh: 3, kw: 3, s: [2, 2], pad: 'same', d: 1 },
     { b: 32, h: 8, w: 8, c: 64, co: 64, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
     { b: 6, h: 9, w: 11, c: 24, co: 56, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    // Strided with 16 or 32 input channels on AVX-512: the input gradient by output phases (1-3 taps per kernel
+    // row, phases no tap reaches, negative phase pads).
+    { b: 1, h: 9, w: 11, c: 16, co: 8, kh: 5, kw: 5, s: [2, 2], pad: 'same', d: 1 },
+    { b: 3, h: 10, w: 7, c: 32, co: 12, kh: 3, kw: 3, s: [2, 1], pad: [[0, 0], [2, 0], [1, 1], [0, 0]], d: 1 },
+    { b: 2, h: 8, w: 9, c: 16, co: 20, kh: 2, kw: 3, s: [3, 3], pad: 'valid', d: 1 },
+    { b: 4, h: 7, w: 7, c: 32, co: 5, kh: 1, kw: 4, s: [1, 2], pad: 'same', d: 1 },
+    { b: 2, h: 12, w: 10, c: 16, co: 9, kh: 3, kw: 3, s: [2, 2], pad: [[0, 0], [4, 1], [3, 0], [0, 0]], d: 1 },
   ];
   for (const [i, c] of cases.entries()) {
     const r = rng(450 + i);
