@@ -404,25 +404,28 @@ static void direct_filter_images(const Conv2DDims& d, const float* x, const floa
 #undef QK_PLANAR_TABLE
 
 // ---------------------------------------------------------------- direct, 3-wide kernel rows
-// Stride 1, KW = 3, CO = 16 or 32 on AVX-512 (at 64 the GEMM's 8x32 tiles already reuse loads). As a GEMM over taps, CO = 16 leaves B one vector
-// wide: every FMA needs its own broadcast of x. Here R consecutive output pixels of a row share
-// the input: x[oh + kh, ow0 + j, ci] (broadcast once) times w[kh, kw, ci] adds to output pixel
-// ow0 + j - kw for each kw, and the 3*NV weight vectors of (kh, ci) serve all R pixels: about
-// 0.4 loads per FMA instead of 1. Sums run over (kh, ci, kw) per pixel: no order depends on tasks.
-static bool rows3_eligible(const Conv2DDims& d) {
+// KW = 3, CO = 16 or 32 on AVX-512 (at 64 the GEMM's 8x32 tiles already reuse loads), stride 1 (the
+// forward also 2 along rows). As a GEMM over taps, CO = 16 leaves B one vector wide: every FMA
+// needs its own broadcast of x. Here R consecutive output pixels of a row share the input:
+// x[oh + kh, ow0 + j, ci] (broadcast once) times w[kh, kw, ci] adds to output pixel ow0 + j - kw
+// for each kw, and the 3*NV weight vectors of (kh, ci) serve all R pixels: about 0.4 loads per
+// FMA instead of 1. Sums run over (kh, ci, kw) per pixel: no order depends on tasks. (Strided
+// filter gradients stay GEMMs: with half the FMAs per broadcast they measured slower.)
+static bool rows3_eligible(const Conv2DDims& d, bool filter) {
 #if defined(__x86_64__)
-  return active_isa() == Isa::Avx512 && d.sh == 1 && d.sw == 1 && d.dh == 1 && d.dw == 1 && d.KW == 3 &&
-         (d.CO == 16 || d.CO == 32);
+  return active_isa() == Isa::Avx512 && (filter ? d.sh == 1 && d.sw == 1 : d.sw <= 2) && d.dh == 1 && d.dw == 1 &&
+         d.KW == 3 && (d.CO == 16 || d.CO == 32);
 #else
-  (void)d;
+  (void)d, (void)filter;
   return false;
 #endif
 }
 
 #if defined(__x86_64__)
-// R output pixels (NV vectors of channels each, ys floats apart in y) of a stride-1 conv with KW_ taps
-// per kernel row, from the padded input xr (kernel row kh at + kh*rs, CI floats per pixel).
-template <int NV, int KW_, int R>
+// R output pixels (NV vectors of channels each, ys floats apart in y) of a conv with KW_ taps per
+// kernel row and stride SW along it, from the padded input xr (kernel row kh at + kh*rs, CI floats
+// per pixel): input pixel j feeds output (j - kw) / SW for the kw with SW | j - kw.
+template <int NV, int KW_, int SW, int R>
 QK_TGT512 static void rowconv_block(const float* xr, int64_t rs, int64_t CI, int64_t KH, const float* w, float* y,
                                     int64_t ys) {
   constexpr int CO = NV * 16;
@@ -435,11 +438,11 @@ QK_TGT512 static void rowconv_block(const float* xr, int64_t rs, int64_t CI, int
       __m512 wv[KW_][NV];
       _Pragma("GCC unroll 3") for (int kw = 0; kw < KW_; kw++)
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) wv[kw][v] = Zmm::load(wt + kw * CI * CO + v * 16);
-      _Pragma("GCC unroll 18") for (int j = 0; j < R + KW_ - 1; j++) {
+      _Pragma("GCC unroll 40") for (int j = 0; j < (R - 1) * SW + KW_; j++) {
         const __m512 xb = Zmm::bcast(xr + j * CI + ci);
         _Pragma("GCC unroll 3") for (int kw = 0; kw < KW_; kw++) {
-          const int o = j - kw;
-          if (o >= 0 && o < R)
+          const int o = (j - kw) / SW;
+          if (j >= kw && (j - kw) % SW == 0 && o < R)
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[o][v] = Zmm::fma(xb, wv[kw][v], acc[o][v]);
         }
       }
@@ -449,24 +452,31 @@ QK_TGT512 static void rowconv_block(const float* xr, int64_t rs, int64_t CI, int
 }
 
 // One output row of OW pixels: blocks of RM (as many accumulators as fit), then a tail of 8, 4, 2, 1.
-template <int NV, int KW_>
+template <int NV, int KW_, int SW>
 static void rowconv_row(const float* xr, int64_t rs, int64_t CI, int64_t KH, const float* w, float* y, int64_t ys,
                         int64_t OW) {
   constexpr int RM = 16 / NV;
   int64_t o = 0;
-  for (; o + RM <= OW; o += RM) rowconv_block<NV, KW_, RM>(xr + o * CI, rs, CI, KH, w, y + o * ys, ys);
-  if (RM > 8 && o + 8 <= OW) rowconv_block<NV, KW_, (RM > 8 ? 8 : 1)>(xr + o * CI, rs, CI, KH, w, y + o * ys, ys), o += 8;
-  if (RM > 4 && o + 4 <= OW) rowconv_block<NV, KW_, (RM > 4 ? 4 : 1)>(xr + o * CI, rs, CI, KH, w, y + o * ys, ys), o += 4;
-  if (RM > 2 && o + 2 <= OW) rowconv_block<NV, KW_, 2>(xr + o * CI, rs, CI, KH, w, y + o * ys, ys), o += 2;
-  if (o < OW) rowconv_block<NV, KW_, 1>(xr + o * CI, rs, CI, KH, w, y + o * ys, ys);
+  auto block = [&](auto r) {
+    rowconv_block<NV, KW_, SW, decltype(r)::value>(xr + o * SW * CI, rs, CI, KH, w, y + o * ys, ys);
+    o += decltype(r)::value;
+  };
+  while (o + RM <= OW) block(std::integral_constant<int, RM>());
+  if (RM > 8 && o + 8 <= OW) block(std::integral_constant<int, (RM > 8 ? 8 : 1)>());
+  if (RM > 4 && o + 4 <= OW) block(std::integral_constant<int, (RM > 4 ? 4 : 1)>());
+  if (RM > 2 && o + 2 <= OW) block(std::integral_constant<int, 2>());
+  if (o < OW) block(std::integral_constant<int, 1>());
 }
 
 using RowConv = void (*)(const float*, int64_t, int64_t, int64_t, const float*, float*, int64_t, int64_t);
-// The row kernel for 16 * nv output channels and kw taps per kernel row (nv <= 2, kw <= 3).
-static RowConv rowconv(int64_t nv, int64_t kw) {
-  static const RowConv table[2][3] = {{rowconv_row<1, 1>, rowconv_row<1, 2>, rowconv_row<1, 3>},
-                                      {rowconv_row<2, 1>, rowconv_row<2, 2>, rowconv_row<2, 3>}};
-  return table[nv - 1][kw - 1];
+// The row kernel for 16 * nv output channels, kw taps per kernel row and stride sw (nv, sw <= 2, kw <= 3).
+static RowConv rowconv(int64_t nv, int64_t kw, int64_t sw) {
+  static const RowConv table[2][2][3] = {
+      {{rowconv_row<1, 1, 1>, rowconv_row<1, 2, 1>, rowconv_row<1, 3, 1>},
+       {rowconv_row<1, 1, 2>, rowconv_row<1, 2, 2>, rowconv_row<1, 3, 2>}},
+      {{rowconv_row<2, 1, 1>, rowconv_row<2, 2, 1>, rowconv_row<2, 3, 1>},
+       {rowconv_row<2, 1, 2>, rowconv_row<2, 2, 2>, rowconv_row<2, 3, 2>}}};
+  return table[nv - 1][sw - 1][kw - 1];
 }
 #endif
 
@@ -517,7 +527,7 @@ QK_TGT512 static void rows3_filter_taps(const Conv2DDims& d, const float* xp, in
 }
 #endif
 
-// Filter gradient [KH, 3, CI, CO] of the images of d (rows3_eligible; dy: theirs).
+// Filter gradient [KH, 3, CI, CO] of the images of d (rows3_eligible(d, true); dy: theirs).
 static void rows3_filter_images(const Conv2DDims& d, const float* x, const float* dy, float* dw) {
 #if defined(__x86_64__)
   Scratch sc;
@@ -537,16 +547,16 @@ static void rows3_filter_images(const Conv2DDims& d, const float* x, const float
 #endif
 }
 
-// y of the images of d (rows3_eligible).
+// y of the images of d (rows3_eligible(d, false)).
 static void rows3_forward_images(const Conv2DDims& d, const float* x, const float* w, float* y) {
 #if defined(__x86_64__)
   Scratch sc;
   int64_t Hp, Wp;
   const float* xp = padded_input(d, x, sc, Hp, Wp);
-  const RowConv row = rowconv(d.CO / 16, 3);
+  const RowConv row = rowconv(d.CO / 16, d.KW, d.sw);
   for (int64_t b = 0; b < d.B; b++)
     for (int64_t oh = 0; oh < d.OH; oh++)
-      row(xp + (b * Hp + oh) * Wp * d.CI, Wp * d.CI, d.CI, d.KH, w, y + (b * d.OH + oh) * d.OW * d.CO, d.CO, d.OW);
+      row(xp + (b * Hp + oh * d.sh) * Wp * d.CI, Wp * d.CI, d.CI, d.KH, w, y + (b * d.OH + oh) * d.OW * d.CO, d.CO, d.OW);
 #else
   (void)d, (void)x, (void)w, (void)y;
 #endif
@@ -557,7 +567,7 @@ static void rows3_forward_images(const Conv2DDims& d, const float* x, const floa
 void conv2d_forward(const Conv2DDims& d, const float* x, const float* w, float* y) {
   const int64_t xs = d.H * d.W * d.CI, ys = d.OH * d.OW * d.CO;
   int64_t per = images_per_task(d, (double)d.OH * d.OW * d.CO * d.KH * d.KW * d.CI, 1 << 20);
-  if (direct_eligible(d) || rows3_eligible(d)) {
+  if (direct_eligible(d) || rows3_eligible(d, false)) {
     const auto images_fn = direct_eligible(d) ? direct_forward_images : rows3_forward_images;
     for_image_tasks(d.B, std::max<int64_t>(per, 1), [&](int64_t, int64_t b0, int64_t b1) {
       images_fn(images(d, b1 - b0), x + b0 * xs, w, y + b0 * ys);
@@ -683,7 +693,7 @@ static void backprop_input_phases(const Conv2DDims& d, const float* dy, const fl
       const Conv2DDims t{b1 - b0, d.OH, d.OW, d.CO, f.h.size, f.v.size, d.CI, f.h.n, f.v.n, 1, 1, 1, 1, f.h.pad, f.v.pad};
       int64_t Hp, Wp;
       const float* xp = padded_input(t, dy + b0 * P * d.CO, sc, Hp, Wp);
-      const RowConv row = rowconv(d.CI / 16, f.v.n);
+      const RowConv row = rowconv(d.CI / 16, f.v.n, 1);
       for (int64_t b = 0; b < t.B; b++)
         for (int64_t i = 0; i < f.h.size; i++)
           row(xp + (b * Hp + i) * Wp * d.CO, Wp * d.CO, d.CO, f.h.n, f.wf.data(),
@@ -741,7 +751,7 @@ void conv2d_backprop_filter(const Conv2DDims& d, const float* x, const float* dy
   const int64_t M = d.KH * d.KW * d.CI, P = d.OH * d.OW, MN = M * d.CO;
   const double pix = std::max<double>(512, (double)(d.B * P) / 16);
   int64_t per = images_per_task(d, (double)P, pix);
-  const bool direct = direct_eligible(d) || rows3_eligible(d);
+  const bool direct = direct_eligible(d) || rows3_eligible(d, true);
   auto run = [&](const Conv2DDims& c, const float* xc, const float* dyc, float* out, bool single_thread) {
     if (direct) return (direct_eligible(c) ? direct_filter_images : rows3_filter_images)(c, xc, dyc, out);
     Scratch sc;

@@ -192,6 +192,10 @@ test('Conv2D and both gradients on batches large enough to split into per-image 
     { b: 2, h: 8, w: 9, c: 16, co: 20, kh: 2, kw: 3, s: [3, 3], pad: 'valid', d: 1 },
     { b: 4, h: 7, w: 7, c: 32, co: 5, kh: 1, kw: 4, s: [1, 2], pad: 'same', d: 1 },
     { b: 2, h: 12, w: 10, c: 16, co: 9, kh: 3, kw: 3, s: [2, 2], pad: [[0, 0], [4, 1], [3, 0], [0, 0]], d: 1 },
+    // Row-blocked forward with stride 2 along rows (any stride down columns).
+    { b: 3, h: 11, w: 13, c: 5, co: 32, kh: 3, kw: 3, s: [2, 2], pad: 'same', d: 1 },
+    { b: 2, h: 9, w: 10, c: 16, co: 16, kh: 4, kw: 3, s: [3, 2], pad: 'valid', d: 1 },
+    { b: 1, h: 6, w: 35, c: 7, co: 16, kh: 3, kw: 3, s: [1, 2], pad: [[0, 0], [1, 0], [2, 1], [0, 0]], d: 1 },
   ];
   for (const [i, c] of cases.entries()) {
     const r = rng(450 + i);
