@@ -404,17 +404,18 @@ static void direct_filter_images(const Conv2DDims& d, const float* x, const floa
 #undef QK_PLANAR_TABLE
 
 // ---------------------------------------------------------------- direct, 3-wide kernel rows
-// KW = 3, CO = 16 or 32 on AVX-512 (at 64 the GEMM's 8x32 tiles already reuse loads), stride 1 (the
-// forward also 2 along rows). As a GEMM over taps, CO = 16 leaves B one vector wide: every FMA
-// needs its own broadcast of x. Here R consecutive output pixels of a row share the input:
-// x[oh + kh, ow0 + j, ci] (broadcast once) times w[kh, kw, ci] adds to output pixel ow0 + j - kw
-// for each kw, and the 3*NV weight vectors of (kh, ci) serve all R pixels: about 0.4 loads per
-// FMA instead of 1. Sums run over (kh, ci, kw) per pixel: no order depends on tasks. (Strided
-// filter gradients stay GEMMs: with half the FMAs per broadcast they measured slower.)
+// KW = 3, CO = 16 or 32 on AVX-512 (at 64 the GEMM's 8x32 tiles already reuse loads), stride 1; the
+// forward also with stride 2 along rows, and 1x1 stride-2 shortcuts (K = CI is too short for GEMM
+// tiles). As a GEMM over taps, CO = 16 leaves B one vector wide: every FMA needs its own broadcast
+// of x. Here R consecutive output pixels of a row share the input: x[oh + kh, ow0 + j, ci]
+// (broadcast once) times w[kh, kw, ci] adds to output pixel ow0 + j - kw for each kw, and the
+// 3*NV weight vectors of (kh, ci) serve all R pixels: about 0.4 loads per FMA instead of 1. Sums
+// run over (kh, ci, kw) per pixel: no order depends on tasks. (Strided filter gradients stay
+// GEMMs: with half the FMAs per broadcast they measured slower.)
 static bool rows3_eligible(const Conv2DDims& d, bool filter) {
 #if defined(__x86_64__)
   return active_isa() == Isa::Avx512 && (filter ? d.sh == 1 && d.sw == 1 : d.sw <= 2) && d.dh == 1 && d.dw == 1 &&
-         d.KW == 3 && (d.CO == 16 || d.CO == 32);
+         (d.KW == 3 || (!filter && d.KW == 1 && d.sw == 2)) && (d.CO == 16 || d.CO == 32);
 #else
   (void)d, (void)filter;
   return false;

@@ -196,6 +196,7 @@ test('Conv2D and both gradients on batches large enough to split into per-image 
     { b: 3, h: 11, w: 13, c: 5, co: 32, kh: 3, kw: 3, s: [2, 2], pad: 'same', d: 1 },
     { b: 2, h: 9, w: 10, c: 16, co: 16, kh: 4, kw: 3, s: [3, 2], pad: 'valid', d: 1 },
     { b: 1, h: 6, w: 35, c: 7, co: 16, kh: 3, kw: 3, s: [1, 2], pad: [[0, 0], [1, 0], [2, 1], [0, 0]], d: 1 },
+    { b: 3, h: 9, w: 11, c: 24, co: 16, kh: 1, kw: 1, s: [2, 2], pad: 'valid', d: 1 },
   ];
   for (const [i, c] of cases.entries()) {
     const r = rng(450 + i);
