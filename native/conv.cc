@@ -684,11 +684,13 @@ static void backprop_input_phases(const Conv2DDims& d, const float* dy, const fl
     Scratch sc;
     for (const Phase& f : phases) {
       float* base = dx + ((b0 * d.H + f.ph) * d.W + f.pw) * d.CI;
-      if (!f.h.n || !f.v.n) {
+      if (!f.h.n || !f.v.n) {  // whole rows when no tap reaches them (once, at pw = 0), else pixels
         for (int64_t b = 0; b < b1 - b0; b++)
-          for (int64_t i = 0; i < f.h.size; i++)
-            for (int64_t j = 0; j < f.v.size; j++)
-              std::memset(base + (b * d.H + i * d.sh) * d.W * d.CI + j * ys, 0, sizeof(float) * d.CI);
+          for (int64_t i = 0; i < f.h.size; i++) {
+            float* row = base + (b * d.H + i * d.sh) * d.W * d.CI;
+            if (!f.h.n && f.pw == 0) std::memset(row, 0, sizeof(float) * d.W * d.CI);
+            for (int64_t j = 0; f.h.n && j < f.v.size; j++) std::memset(row + j * ys, 0, sizeof(float) * d.CI);
+          }
         continue;
       }
       const Conv2DDims t{b1 - b0, d.OH, d.OW, d.CO, f.h.size, f.v.size, d.CI, f.h.n, f.v.n, 1, 1, 1, 1, f.h.pad, f.v.pad};
