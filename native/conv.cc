@@ -403,14 +403,175 @@ static void direct_filter_images(const Conv2DDims& d, const float* x, const floa
 }
 #undef QK_PLANAR_TABLE
 
+// ---------------------------------------------------------------- direct, 3-wide kernel rows
+// KW = 3, CO = 16 or 32 on AVX-512 (at 64 the GEMM's 8x32 tiles already reuse loads), stride 1; the
+// forward also with stride 2 along rows, and 1x1 stride-2 shortcuts (K = CI is too short for GEMM
+// tiles). As a GEMM over taps, CO = 16 leaves B one vector wide: every FMA needs its own broadcast
+// of x. Here R consecutive output pixels of a row share the input: x[oh + kh, ow0 + j, ci]
+// (broadcast once) times w[kh, kw, ci] adds to output pixel ow0 + j - kw for each kw, and the
+// 3*NV weight vectors of (kh, ci) serve all R pixels: about 0.4 loads per FMA instead of 1. Sums
+// run over (kh, ci, kw) per pixel: no order depends on tasks. (Strided filter gradients stay
+// GEMMs: with half the FMAs per broadcast they measured slower.)
+static bool rows3_eligible(const Conv2DDims& d, bool filter) {
+#if defined(__x86_64__)
+  return active_isa() == Isa::Avx512 && (filter ? d.sh == 1 && d.sw == 1 : d.sw <= 2) && d.dh == 1 && d.dw == 1 &&
+         (d.KW == 3 || (!filter && d.KW == 1 && d.sw == 2)) && (d.CO == 16 || d.CO == 32);
+#else
+  (void)d, (void)filter;
+  return false;
+#endif
+}
+
+#if defined(__x86_64__)
+// R output pixels (NV vectors of channels each, ys floats apart in y) of a conv with KW_ taps per
+// kernel row and stride SW along it, from the padded input xr (kernel row kh at + kh*rs, CI floats
+// per pixel): input pixel j feeds output (j - kw) / SW for the kw with SW | j - kw.
+template <int NV, int KW_, int SW, int R>
+QK_TGT512 static void rowconv_block(const float* xr, int64_t rs, int64_t CI, int64_t KH, const float* w, float* y,
+                                    int64_t ys) {
+  constexpr int CO = NV * 16;
+  __m512 acc[R][NV];
+  _Pragma("GCC unroll 16") for (int o = 0; o < R; o++)
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[o][v] = Zmm::zero();
+  for (int64_t kh = 0; kh < KH; kh++, xr += rs)
+    for (int64_t ci = 0; ci < CI; ci++) {
+      const float* wt = w + (kh * KW_ * CI + ci) * CO;
+      __m512 wv[KW_][NV];
+      _Pragma("GCC unroll 3") for (int kw = 0; kw < KW_; kw++)
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) wv[kw][v] = Zmm::load(wt + kw * CI * CO + v * 16);
+      _Pragma("GCC unroll 40") for (int j = 0; j < (R - 1) * SW + KW_; j++) {
+        const __m512 xb = Zmm::bcast(xr + j * CI + ci);
+        _Pragma("GCC unroll 3") for (int kw = 0; kw < KW_; kw++) {
+          const int o = (j - kw) / SW;
+          if (j >= kw && (j - kw) % SW == 0 && o < R)
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[o][v] = Zmm::fma(xb, wv[kw][v], acc[o][v]);
+        }
+      }
+    }
+  _Pragma("GCC unroll 16") for (int o = 0; o < R; o++)
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) _mm512_storeu_ps(y + o * ys + v * 16, acc[o][v]);
+}
+
+// One output row of OW pixels: blocks of RM (as many accumulators as fit), then a tail of 8, 4, 2, 1.
+template <int NV, int KW_, int SW>
+static void rowconv_row(const float* xr, int64_t rs, int64_t CI, int64_t KH, const float* w, float* y, int64_t ys,
+                        int64_t OW) {
+  constexpr int RM = 16 / NV;
+  int64_t o = 0;
+  auto block = [&](auto r) {
+    rowconv_block<NV, KW_, SW, decltype(r)::value>(xr + o * SW * CI, rs, CI, KH, w, y + o * ys, ys);
+    o += decltype(r)::value;
+  };
+  while (o + RM <= OW) block(std::integral_constant<int, RM>());
+  if (RM > 8 && o + 8 <= OW) block(std::integral_constant<int, (RM > 8 ? 8 : 1)>());
+  if (RM > 4 && o + 4 <= OW) block(std::integral_constant<int, (RM > 4 ? 4 : 1)>());
+  if (RM > 2 && o + 2 <= OW) block(std::integral_constant<int, 2>());
+  if (o < OW) block(std::integral_constant<int, 1>());
+}
+
+using RowConv = void (*)(const float*, int64_t, int64_t, int64_t, const float*, float*, int64_t, int64_t);
+// The row kernel for 16 * nv output channels, kw taps per kernel row and stride sw (nv, sw <= 2, kw <= 3).
+static RowConv rowconv(int64_t nv, int64_t kw, int64_t sw) {
+  static const RowConv table[2][2][3] = {
+      {{rowconv_row<1, 1, 1>, rowconv_row<1, 2, 1>, rowconv_row<1, 3, 1>},
+       {rowconv_row<1, 1, 2>, rowconv_row<1, 2, 2>, rowconv_row<1, 3, 2>}},
+      {{rowconv_row<2, 1, 1>, rowconv_row<2, 2, 1>, rowconv_row<2, 3, 1>},
+       {rowconv_row<2, 1, 2>, rowconv_row<2, 2, 2>, rowconv_row<2, 3, 2>}}};
+  return table[nv - 1][sw - 1][kw - 1];
+}
+#endif
+
+#if defined(__x86_64__)
+// Filter gradient: acc[kw][c] (tap (kh, kw), channel ci0 + c) += x[oh + kh, ow0 + j, ci0 + c] * dy[oh, ow0 + j - kw]
+// over R output pixels whose dy vectors stay in registers: each broadcast of x feeds 3 FMAs.
+template <int NV, int CIB, int R>
+QK_TGT512 static inline __attribute__((always_inline)) void rows3_filter_block(const float* xr, int64_t CI,
+                                                                              const float* g, __m512 (&acc)[3][CIB][NV]) {
+  __m512 gv[R][NV];
+  _Pragma("GCC unroll 16") for (int o = 0; o < R; o++)
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) gv[o][v] = Zmm::load(g + (o * NV + v) * 16);
+  _Pragma("GCC unroll 18") for (int j = 0; j < R + 2; j++)
+    _Pragma("GCC unroll 4") for (int c = 0; c < CIB; c++) {
+      const __m512 xb = Zmm::bcast(xr + j * CI + c);
+      _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++) {
+        const int o = j - kw;
+        if (o >= 0 && o < R)
+          _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[kw][c][v] = Zmm::fma(xb, gv[o][v], acc[kw][c][v]);
+      }
+    }
+}
+
+// dw of kernel row kh, input channels [ci0, ci0 + CIB), over the images of d (xp: padded input).
+template <int NV, int CIB>
+QK_TGT512 static void rows3_filter_taps(const Conv2DDims& d, const float* xp, int64_t Hp, int64_t Wp, const float* dy,
+                                        int64_t kh, int64_t ci0, float* dw) {
+  constexpr int CO = NV * 16, RM = NV == 1 ? 8 : 6;
+  const int64_t CI = d.CI, OW = d.OW;
+  __m512 acc[3][CIB][NV];
+  _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++)
+    _Pragma("GCC unroll 4") for (int c = 0; c < CIB; c++)
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[kw][c][v] = Zmm::zero();
+  for (int64_t b = 0; b < d.B; b++)
+    for (int64_t oh = 0; oh < d.OH; oh++) {
+      const float* xr = xp + ((b * Hp + oh + kh) * Wp) * CI + ci0;
+      const float* g = dy + (b * d.OH + oh) * OW * CO;
+      int64_t o = 0;
+      for (; o + RM <= OW; o += RM) rows3_filter_block<NV, CIB, RM>(xr + o * CI, CI, g + o * CO, acc);
+      if (o + 4 <= OW) rows3_filter_block<NV, CIB, 4>(xr + o * CI, CI, g + o * CO, acc), o += 4;
+      if (o + 2 <= OW) rows3_filter_block<NV, CIB, 2>(xr + o * CI, CI, g + o * CO, acc), o += 2;
+      if (o < OW) rows3_filter_block<NV, CIB, 1>(xr + o * CI, CI, g + o * CO, acc);
+    }
+  _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++)
+    _Pragma("GCC unroll 4") for (int c = 0; c < CIB; c++)
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+        _mm512_storeu_ps(dw + ((kh * 3 + kw) * CI + ci0 + c) * CO + v * 16, acc[kw][c][v]);
+}
+#endif
+
+// Filter gradient [KH, 3, CI, CO] of the images of d (rows3_eligible(d, true); dy: theirs).
+static void rows3_filter_images(const Conv2DDims& d, const float* x, const float* dy, float* dw) {
+#if defined(__x86_64__)
+  Scratch sc;
+  int64_t Hp, Wp;
+  const float* xp = padded_input(d, x, sc, Hp, Wp);
+  // Channels per pass: as many accumulators as fit beside the R dy vectors.
+  using Taps = void (*)(const Conv2DDims&, const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*);
+  int cib = 1;
+  Taps f = d.CO == 16 ? rows3_filter_taps<1, 1> : rows3_filter_taps<2, 1>;
+  if (d.CO == 16 && d.CI % 4 == 0) cib = 4, f = rows3_filter_taps<1, 4>;
+  else if (d.CO == 16 && d.CI % 3 == 0) cib = 3, f = rows3_filter_taps<1, 3>;
+  else if (d.CO == 32 && d.CI % 2 == 0) cib = 2, f = rows3_filter_taps<2, 2>;
+  for (int64_t kh = 0; kh < d.KH; kh++)
+    for (int64_t ci0 = 0; ci0 < d.CI; ci0 += cib) f(d, xp, Hp, Wp, dy, kh, ci0, dw);
+#else
+  (void)d, (void)x, (void)dy, (void)dw;
+#endif
+}
+
+// y of the images of d (rows3_eligible(d, false)).
+static void rows3_forward_images(const Conv2DDims& d, const float* x, const float* w, float* y) {
+#if defined(__x86_64__)
+  Scratch sc;
+  int64_t Hp, Wp;
+  const float* xp = padded_input(d, x, sc, Hp, Wp);
+  const RowConv row = rowconv(d.CO / 16, d.KW, d.sw);
+  for (int64_t b = 0; b < d.B; b++)
+    for (int64_t oh = 0; oh < d.OH; oh++)
+      row(xp + (b * Hp + oh * d.sh) * Wp * d.CI, Wp * d.CI, d.CI, d.KH, w, y + (b * d.OH + oh) * d.OW * d.CO, d.CO, d.OW);
+#else
+  (void)d, (void)x, (void)w, (void)y;
+#endif
+}
+
 }  // namespace
 
 void conv2d_forward(const Conv2DDims& d, const float* x, const float* w, float* y) {
   const int64_t xs = d.H * d.W * d.CI, ys = d.OH * d.OW * d.CO;
   int64_t per = images_per_task(d, (double)d.OH * d.OW * d.CO * d.KH * d.KW * d.CI, 1 << 20);
-  if (direct_eligible(d)) {
+  if (direct_eligible(d) || rows3_eligible(d, false)) {
+    const auto images_fn = direct_eligible(d) ? direct_forward_images : rows3_forward_images;
     for_image_tasks(d.B, std::max<int64_t>(per, 1), [&](int64_t, int64_t b0, int64_t b1) {
-      direct_forward_images(images(d, b1 - b0), x + b0 * xs, w, y + b0 * ys);
+      images_fn(images(d, b1 - b0), x + b0 * xs, w, y + b0 * ys);
     });
     return;
   }
@@ -470,10 +631,90 @@ static void conv_backprop_input_col(const Conv2DDims& d, const float* dy, const 
 
 }  // namespace
 
+namespace {
+
+// One axis of an output phase of a strided input gradient: input positions ph, ph + s, ... (size
+// of them) receive dy through the taps k0, k0 + s, ... (n of them) only, as a stride-1 correlation
+// of dy with those taps flipped, padded by pad (may be negative).
+struct PhaseAxis {
+  int64_t k0, n, pad, size;
+};
+static PhaseAxis phase_axis(int64_t ph, int64_t s, int64_t K, int64_t p, int64_t in) {
+  const int64_t k0 = ((ph + p) % s + s) % s, n = k0 < K ? (K - k0 + s - 1) / s : 0;
+  return {k0, n, n - 1 - (ph + p - k0) / s, (in - ph + s - 1) / s};
+}
+
+// Strided, undilated, 16 or 32 input channels on AVX-512 (at most 3 taps of a kernel row per phase).
+static bool phases_eligible(const Conv2DDims& d) {
+#if defined(__x86_64__)
+  return active_isa() == Isa::Avx512 && (d.sh > 1 || d.sw > 1) && d.dh == 1 && d.dw == 1 && (d.CI == 16 || d.CI == 32) &&
+         d.KW <= 3 * d.sw;
+#else
+  (void)d;
+  return false;
+#endif
+}
+
+// dx by output phases (phases_eligible): each the row-blocked stride-1 correlation of dy with the
+// taps that reach it (flipped, transposed), stored straight into dx's strided pixels, so no
+// zeros are multiplied and no columns gathered; positions no tap reaches are zeroed.
+static void backprop_input_phases(const Conv2DDims& d, const float* dy, const float* w, float* dx) {
+#if defined(__x86_64__)
+  struct Phase {
+    int64_t ph, pw;
+    PhaseAxis h, v;
+    std::vector<float> wf;  // [h.n][v.n][CO][CI]
+  };
+  std::vector<Phase> phases;
+  for (int64_t ph = 0; ph < std::min(d.sh, d.H); ph++)
+    for (int64_t pw = 0; pw < std::min(d.sw, d.W); pw++) {
+      Phase f{ph, pw, phase_axis(ph, d.sh, d.KH, d.pt, d.H), phase_axis(pw, d.sw, d.KW, d.pl, d.W), {}};
+      f.wf.resize((size_t)(f.h.n * f.v.n * d.CO * d.CI));
+      for (int64_t a = 0; a < f.h.n; a++)
+        for (int64_t c = 0; c < f.v.n; c++)
+          for (int64_t ci = 0; ci < d.CI; ci++)
+            for (int64_t co = 0; co < d.CO; co++)
+              f.wf[(((f.h.n - 1 - a) * f.v.n + (f.v.n - 1 - c)) * d.CO + co) * d.CI + ci] =
+                  w[(((f.h.k0 + a * d.sh) * d.KW + f.v.k0 + c * d.sw) * d.CI + ci) * d.CO + co];
+      phases.push_back(std::move(f));
+    }
+  const int64_t ys = d.sw * d.CI, P = d.OH * d.OW;
+  const int64_t per = images_per_task(d, (double)P * d.KH * d.KW * d.CI * d.CO, 1 << 20);
+  for_image_tasks(d.B, std::max<int64_t>(per, 1), [&](int64_t, int64_t b0, int64_t b1) {
+    Scratch sc;
+    for (const Phase& f : phases) {
+      float* base = dx + ((b0 * d.H + f.ph) * d.W + f.pw) * d.CI;
+      if (!f.h.n || !f.v.n) {  // whole rows when no tap reaches them (once, at pw = 0), else pixels
+        for (int64_t b = 0; b < b1 - b0; b++)
+          for (int64_t i = 0; i < f.h.size; i++) {
+            float* row = base + (b * d.H + i * d.sh) * d.W * d.CI;
+            if (!f.h.n && f.pw == 0) std::memset(row, 0, sizeof(float) * d.W * d.CI);
+            for (int64_t j = 0; f.h.n && j < f.v.size; j++) std::memset(row + j * ys, 0, sizeof(float) * d.CI);
+          }
+        continue;
+      }
+      const Conv2DDims t{b1 - b0, d.OH, d.OW, d.CO, f.h.size, f.v.size, d.CI, f.h.n, f.v.n, 1, 1, 1, 1, f.h.pad, f.v.pad};
+      int64_t Hp, Wp;
+      const float* xp = padded_input(t, dy + b0 * P * d.CO, sc, Hp, Wp);
+      const RowConv row = rowconv(d.CI / 16, f.v.n, 1);
+      for (int64_t b = 0; b < t.B; b++)
+        for (int64_t i = 0; i < f.h.size; i++)
+          row(xp + (b * Hp + i) * Wp * d.CO, Wp * d.CO, d.CO, f.h.n, f.wf.data(),
+              base + (b * d.H + i * d.sh) * d.W * d.CI, ys, f.v.size);
+    }
+  });
+#else
+  (void)d, (void)dy, (void)w, (void)dx;
+#endif
+}
+
+}  // namespace
+
 void conv2d_backprop_input(const Conv2DDims& d, const float* dy, const float* w, float* dx) {
   // Stride 1 with enough input channels: dx is the correlation of dy with the flipped,
-  // transposed filter. Otherwise (strided, or too few input channels for the GEMM's N) the
-  // columns of dy . w^T are gathered.
+  // transposed filter. Strided with 16 or 32 (AVX-512): the same per output phase. Otherwise
+  // (strided, or too few input channels for the GEMM's N) the columns of dy . w^T are gathered.
+  if (phases_eligible(d)) return backprop_input_phases(d, dy, w, dx);
   if (d.sh == 1 && d.sw == 1 && d.CI >= 16) {
     std::vector<float> wf((size_t)(d.KH * d.KW * d.CO * d.CI));
     for (int64_t kh = 0; kh < d.KH; kh++)
@@ -513,9 +754,9 @@ void conv2d_backprop_filter(const Conv2DDims& d, const float* x, const float* dy
   const int64_t M = d.KH * d.KW * d.CI, P = d.OH * d.OW, MN = M * d.CO;
   const double pix = std::max<double>(512, (double)(d.B * P) / 16);
   int64_t per = images_per_task(d, (double)P, pix);
-  const bool direct = direct_eligible(d);
+  const bool direct = direct_eligible(d) || rows3_eligible(d, true);
   auto run = [&](const Conv2DDims& c, const float* xc, const float* dyc, float* out, bool single_thread) {
-    if (direct) return direct_filter_images(c, xc, dyc, out);
+    if (direct) return (direct_eligible(c) ? direct_filter_images : rows3_filter_images)(c, xc, dyc, out);
     Scratch sc;
     int64_t Hp, Wp;
     const float* xp = padded_input(c, xc, sc, Hp, Wp);

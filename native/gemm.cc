@@ -158,7 +158,12 @@ static Kernel kernel_for(Isa isa, int64_t N, const ASource& a) {
       if (Ukr f = spaced<16, 1, 1, 3, 16, 32, 64>(a.row_stride(16))) return {16, 16, f};
       return {12, 16, ukr_zmm<12, 1>};
     }
-    if (Ukr f = spaced<8, 2, 1, 16, 32, 64, 128>(a.row_stride(8))) return {8, 32, f};
+    // Rows one pixel apart (a conv along an output row): 8 rows from one register.
+    if (Ukr f = spaced<8, 2, 16, 32, 64, 128>(a.row_stride(8))) return {8, 32, f};
+    // Up to 64 columns otherwise (64-channel filter gradients): one panel, 6 rows of 4 vectors, 10 loads
+    // per 24 FMAs.
+    if (N > 48 && N <= 64) return {6, 64, ukr_zmm<6, 4>};
+    if (Ukr f = spaced<8, 2, 1>(a.row_stride(8))) return {8, 32, f};
     return {8, 32, ukr_zmm<8, 2>};
   }
   if (isa == Isa::Avx2) {

@@ -1,5 +1,5 @@
 // Packed, cache-blocked single-precision GEMM with register-blocked FMA micro-kernels
-// (AVX-512: 8x32, AVX2+FMA: 6x16, portable: 4x16), chosen at run time.
+// (AVX-512: 8x32 and 6x64 and narrow ones, AVX2+FMA: 6x16, portable: 4x16), chosen at run time.
 //
 // C[M,N] (+)= A[M,K] * B[K,N]. A is read in place through row pointers ("indirect" GEMM:
 // a convolution passes pointers into its NHWC input, so no im2col buffer is built); B is

@@ -73,7 +73,7 @@ test('recycled output buffers never show through: dataSync copies, slice views, 
 test('MatMul/BatchMatMul: all transposes, odd sizes, broadcast batches, every ISA', { skip }, async () => {
   const r = rng(11);
   const shapes = [[1, 1, 1], [1, 37, 5], [17, 1, 9], [7, 13, 3], [33, 65, 129], [130, 47, 300], [64, 64, 64], [9, 200, 2],
-    [32, 16, 40], [48, 7, 33]];
+    [32, 16, 40], [48, 7, 33], [13, 57, 31]];
   await forEachIsa(async (isa) => {
     for (const [m, n, k] of shapes) {
       for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
@@ -173,6 +173,30 @@ test('Conv2D and both gradients on batches large enough to split into per-image 
     { b: 32, h: 16, w: 15, c: 16, co: 32, kh: 3, kw: 3, s: [2, 2], pad: 'same', d: 1 },
     { b: 32, h: 16, w: 16, c: 16, co: 32, kh: 1, kw: 1, s: [2, 2], pad: 'valid', d: 1 },
     { b: 8, h: 9, w: 8, c: 20, co: 7, kh: 3, kw: 2, s: [1, 1], pad: [[0, 0], [2, 0], [1, 1], [0, 0]], d: 1 },
+    // ResNet-8's stride-1 3x3 layers and odd variants of them: 16 or 32 output channels on AVX-512 take the
+    // row-blocked direct kernels (row tails of 8/4/2/1 pixels; input channels in passes of 4, 3, 2 or 1).
+    { b: 32, h: 32, w: 32, c: 3, co: 16, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 32, h: 16, w: 16, c: 32, co: 32, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 1, h: 7, w: 23, c: 5, co: 32, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 5, h: 11, w: 13, c: 7, co: 16, kh: 2, kw: 3, s: [1, 1], pad: [[0, 0], [0, 1], [2, 0], [0, 0]], d: 1 },
+    { b: 6, h: 9, w: 20, c: 17, co: 32, kh: 5, kw: 3, s: [1, 1], pad: 'valid', d: 1 },
+    { b: 4, h: 10, w: 29, c: 16, co: 16, kh: 1, kw: 3, s: [1, 1], pad: [[0, 0], [0, 0], [1, 1], [0, 0]], d: 1 },
+    // Its 64-channel layers and a 56-channel one: GEMMs of up to 64 columns in 6-row tiles of 4 vectors.
+    { b: 32, h: 16, w: 16, c: 32, co: 64, kh: 3, kw: 3, s: [2, 2], pad: 'same', d: 1 },
+    { b: 32, h: 8, w: 8, c: 64, co: 64, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    { b: 6, h: 9, w: 11, c: 24, co: 56, kh: 3, kw: 3, s: [1, 1], pad: 'same', d: 1 },
+    // Strided with 16 or 32 input channels on AVX-512: the input gradient by output phases (1-3 taps per kernel
+    // row, phases no tap reaches, negative phase pads).
+    { b: 1, h: 9, w: 11, c: 16, co: 8, kh: 5, kw: 5, s: [2, 2], pad: 'same', d: 1 },
+    { b: 3, h: 10, w: 7, c: 32, co: 12, kh: 3, kw: 3, s: [2, 1], pad: [[0, 0], [2, 0], [1, 1], [0, 0]], d: 1 },
+    { b: 2, h: 8, w: 9, c: 16, co: 20, kh: 2, kw: 3, s: [3, 3], pad: 'valid', d: 1 },
+    { b: 4, h: 7, w: 7, c: 32, co: 5, kh: 1, kw: 4, s: [1, 2], pad: 'same', d: 1 },
+    { b: 2, h: 12, w: 10, c: 16, co: 9, kh: 3, kw: 3, s: [2, 2], pad: [[0, 0], [4, 1], [3, 0], [0, 0]], d: 1 },
+    // Row-blocked forward with stride 2 along rows (any stride down columns).
+    { b: 3, h: 11, w: 13, c: 5, co: 32, kh: 3, kw: 3, s: [2, 2], pad: 'same', d: 1 },
+    { b: 2, h: 9, w: 10, c: 16, co: 16, kh: 4, kw: 3, s: [3, 2], pad: 'valid', d: 1 },
+    { b: 1, h: 6, w: 35, c: 7, co: 16, kh: 3, kw: 3, s: [1, 2], pad: [[0, 0], [1, 0], [2, 1], [0, 0]], d: 1 },
+    { b: 3, h: 9, w: 11, c: 24, co: 16, kh: 1, kw: 1, s: [2, 2], pad: 'valid', d: 1 },
   ];
   for (const [i, c] of cases.entries()) {
     const r = rng(450 + i);
