@@ -496,7 +496,7 @@ napi_value BatchNormTrain(napi_env env, napi_callback_info info) {
   });
 }
 
-// channelAffine(x, mul, add, y, C)
+// channelAffine(x, mul, add, y, C, relu): relu(y) when relu is true
 napi_value ChannelAffine(napi_env env, napi_callback_info info) {
   Args a(env, info);
   return guard(env, [&] {
@@ -507,20 +507,20 @@ napi_value ChannelAffine(napi_env env, napi_callback_info info) {
     need(Mu, nm, C, "mul");
     need(Ad, na, C, "add");
     need(Y, ny, (int64_t)nx, "y");
-    qk::channel_affine(X, Mu, Ad, Y, (int64_t)nx / C, C);
+    qk::channel_affine(X, Mu, Ad, Y, (int64_t)nx / C, C, a.b(5));
     return undef(env);
   });
 }
 
-// batchNormTrainGrad(dy, x, C, mean, invstd, scale|null, dx, dscale, doffset)
+// batchNormTrainGrad(dy, x, C, mean, invstd, scale|null, dx, dscale, doffset, ry|null): ry = relu(y) of a fused Relu
 napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
   Args a(env, info);
   return guard(env, [&] {
-    size_t ng, nx, nm, ni, ns, nd, nds, ndo;
+    size_t ng, nx, nm, ni, ns, nd, nds, ndo, nr;
     float *G = a.f32(0, &ng), *X = a.f32(1, &nx);
     const int64_t C = a.i64(2);
     float *Mn = a.f32(3, &nm), *I = a.f32(4, &ni), *S = a.f32(5, &ns), *D = a.f32(6, &nd), *DS = a.f32(7, &nds),
-          *DO = a.f32(8, &ndo);
+          *DO = a.f32(8, &ndo), *RY = a.f32(9, &nr);
     if (C <= 0 || nx % C || nx == 0) throw std::runtime_error("batchNormTrainGrad: x size must be a non-zero multiple of C");
     need(G, ng, (int64_t)nx, "dy");
     need(D, nd, (int64_t)nx, "dx");
@@ -529,7 +529,8 @@ napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
     if (S && (int64_t)ns < C) throw std::runtime_error("batchNormTrainGrad: scale needs C values");
     need(DS, nds, C, "dscale");
     need(DO, ndo, C, "doffset");
-    qk::batch_norm_train_grad(G, X, (int64_t)nx / C, C, Mn, I, S, D, DS, DO);
+    if (RY) need(RY, nr, (int64_t)nx, "ry");
+    qk::batch_norm_train_grad(G, RY, X, (int64_t)nx / C, C, Mn, I, S, D, DS, DO);
     return undef(env);
   });
 }

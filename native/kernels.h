@@ -68,14 +68,16 @@ void logical(int op, const uint8_t* a, const uint8_t* b, uint8_t* out, int64_t n
 void select(const uint8_t* cond, const float* t, const float* e, float* out, int64_t n);
 void clip(const float* x, float* y, int64_t n, float lo, float hi);
 
-// y[r, c] = x[r, c] * mul[c] + add[c]
-void channel_affine(const float* x, const float* mul, const float* add, float* y, int64_t R, int64_t C);
+// y[r, c] = x[r, c] * mul[c] + add[c], then relu (as the Relu kernel: NaN and -0 pass) when relu is set
+void channel_affine(const float* x, const float* mul, const float* add, float* y, int64_t R, int64_t C, bool relu);
 // Training-mode batch norm over the rows of x[R, C]: batch mean, biased variance, 1/sqrt(var+eps);
 // y (skipped when null) normalized with them.
 void batch_norm_train(const float* x, int64_t R, int64_t C, const float* scale, const float* offset, float eps,
                       float* y, float* mean, float* var, float* invstd);
 // Its backward (the batch statistics are functions of x): dx, dscale = sum(dy*xhat), doffset = sum(dy).
-void batch_norm_train_grad(const float* dy, const float* x, int64_t R, int64_t C, const float* mean,
+// ry: null, or relu(y) when a Relu follows (dy is then the Relu's output gradient; its mask dy * step(ry) is
+// applied on the fly, as tfjs's Relu gradient).
+void batch_norm_train_grad(const float* dy, const float* ry, const float* x, int64_t R, int64_t C, const float* mean,
                            const float* invstd, const float* scale, float* dx, float* dscale, float* doffset);
 
 }  // namespace qk

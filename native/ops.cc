@@ -248,7 +248,7 @@ void batch_norm(const float* x, const float* mean, int64_t nmean, const float* v
     mul[c] = inv;
     add[c] = o - m * inv;
   }
-  channel_affine(x, mul.data(), add.data(), y, n / C, C);
+  channel_affine(x, mul.data(), add.data(), y, n / C, C, false);
 }
 
 void softmax(const float* x, float* y, int64_t R, int64_t C) {
@@ -707,22 +707,25 @@ QK_MULTI(void, bn_moment_sums,
   }
 }
 
-// y = x * mul + add over elements [e0, e1) (patterns of L).
+// y = x * mul + add over elements [e0, e1) (patterns of L); relu: then un<kRelu> (the Relu kernel's bits).
 QK_MULTI(void, affine_range,
          (const float* __restrict x, const float* __restrict mul, const float* __restrict add, float* __restrict y,
-          int64_t e0, int64_t e1, int64_t L),
-         (x, mul, add, y, e0, e1, L)) {
+          int64_t e0, int64_t e1, int64_t L, bool relu),
+         (x, mul, add, y, e0, e1, L, relu)) {
   for (int64_t i = e0; i < e1; i += L) {
     const int64_t m = std::min(L, e1 - i);
-    for (int64_t j = 0; j < m; j++) y[i + j] = x[i + j] * mul[j] + add[j];
+    if (relu)
+      for (int64_t j = 0; j < m; j++) y[i + j] = un<kRelu>(x[i + j] * mul[j] + add[j], 0.f);
+    else
+      for (int64_t j = 0; j < m; j++) y[i + j] = x[i + j] * mul[j] + add[j];
   }
 }
 
-void channel_affine(const float* x, const float* mul, const float* add, float* y, int64_t R, int64_t C) {
+void channel_affine(const float* x, const float* mul, const float* add, float* y, int64_t R, int64_t C, bool relu) {
   const int64_t L = bn_block(C);
   const std::vector<float> mp = bn_pattern(std::vector<float>(mul, mul + C), L),
                            ap = bn_pattern(std::vector<float>(add, add + C), L);
-  bn_rows_parallel(R, C, L, [&](int64_t e0, int64_t e1) { affine_range(x, mp.data(), ap.data(), y, e0, e1, L); });
+  bn_rows_parallel(R, C, L, [&](int64_t e0, int64_t e1) { affine_range(x, mp.data(), ap.data(), y, e0, e1, L, relu); });
 }
 
 void batch_norm_train(const float* x, int64_t R, int64_t C, const float* scale, const float* offset, float eps,
@@ -746,23 +749,33 @@ void batch_norm_train(const float* x, int64_t R, int64_t C, const float* scale, 
     mul[c] = is * (scale ? scale[c] : 1.f);
     add[c] = (offset ? offset[c] : 0.f) - mean[c] * mul[c];
   }
-  if (y) channel_affine(x, mul.data(), add.data(), y, R, C);
+  if (y) channel_affine(x, mul.data(), add.data(), y, R, C, false);
 }
 
-// s1[j] += dy, s2[j] += dy * (x - mean) over elements [e0, e1) (float partials as above).
+// ry (a fused Relu; ry = relu(bn), else null): the gradient reaching the batch norm is tfjs's Relu gradient
+// g = dy * step(ry), step(relu(s)) being step(s) for every s (-0 and NaN included). The product is exact (step is
+// 0, 1 or NaN), so an add contracted with it rounds as the unfused path's separate multiply and add.
+// s1[j] += g, s2[j] += g * (x - mean) over elements [e0, e1) (float partials as above).
 QK_MULTI(void, bn_grad_sums,
-         (const float* __restrict dy, const float* __restrict x, const float* __restrict mean, int64_t e0, int64_t e1,
-          int64_t L, float* __restrict f1, float* __restrict f2, double* __restrict s1, double* __restrict s2),
-         (dy, x, mean, e0, e1, L, f1, f2, s1, s2)) {
+         (const float* __restrict dy, const float* __restrict ry, const float* __restrict x,
+          const float* __restrict mean, int64_t e0, int64_t e1, int64_t L, float* __restrict f1, float* __restrict f2,
+          double* __restrict s1, double* __restrict s2),
+         (dy, ry, x, mean, e0, e1, L, f1, f2, s1, s2)) {
   for (int64_t i0 = e0; i0 < e1; i0 += kBnFloatBlocks * L) {
     for (int64_t j = 0; j < L; j++) f1[j] = f2[j] = 0.f;
     for (int64_t i = i0; i < std::min(e1, i0 + kBnFloatBlocks * L); i += L) {
       const int64_t m = std::min(L, e1 - i);
-      for (int64_t j = 0; j < m; j++) {
-        const float g = dy[i + j];
-        f1[j] += g;
-        f2[j] += g * (x[i + j] - mean[j]);
-      }
+      if (ry)
+        for (int64_t j = 0; j < m; j++) {
+          const float g = dy[i + j] * un<kStep>(ry[i + j], 0.f);
+          f1[j] += g;
+          f2[j] += g * (x[i + j] - mean[j]);
+        }
+      else
+        for (int64_t j = 0; j < m; j++) {
+          f1[j] += dy[i + j];
+          f2[j] += dy[i + j] * (x[i + j] - mean[j]);
+        }
     }
     for (int64_t j = 0; j < L; j++) {
       s1[j] += f1[j];
@@ -771,25 +784,29 @@ QK_MULTI(void, bn_grad_sums,
   }
 }
 
-// dx = kg * dy + kx * x + k0 over elements [e0, e1).
+// dx = kg * g + kx * x + k0 over elements [e0, e1), g as in bn_grad_sums.
 QK_MULTI(void, bn_grad_dx,
-         (const float* __restrict dy, const float* __restrict x, const float* __restrict kg, const float* __restrict kx,
-          const float* __restrict k0, float* __restrict dx, int64_t e0, int64_t e1, int64_t L),
-         (dy, x, kg, kx, k0, dx, e0, e1, L)) {
+         (const float* __restrict dy, const float* __restrict ry, const float* __restrict x,
+          const float* __restrict kg, const float* __restrict kx, const float* __restrict k0, float* __restrict dx,
+          int64_t e0, int64_t e1, int64_t L),
+         (dy, ry, x, kg, kx, k0, dx, e0, e1, L)) {
   for (int64_t i = e0; i < e1; i += L) {
     const int64_t m = std::min(L, e1 - i);
-    for (int64_t j = 0; j < m; j++) dx[i + j] = kg[j] * dy[i + j] + kx[j] * x[i + j] + k0[j];
+    if (ry)
+      for (int64_t j = 0; j < m; j++) dx[i + j] = kg[j] * (dy[i + j] * un<kStep>(ry[i + j], 0.f)) + kx[j] * x[i + j] + k0[j];
+    else
+      for (int64_t j = 0; j < m; j++) dx[i + j] = kg[j] * dy[i + j] + kx[j] * x[i + j] + k0[j];
   }
 }
 
-void batch_norm_train_grad(const float* dy, const float* x, int64_t R, int64_t C, const float* mean,
+void batch_norm_train_grad(const float* dy, const float* ry, const float* x, int64_t R, int64_t C, const float* mean,
                            const float* invstd, const float* scale, float* dx, float* dscale, float* doffset) {
   const int64_t L = bn_block(C);
   const std::vector<float> mp = bn_pattern(std::vector<float>(mean, mean + C), L);
   std::vector<double> sums[2];
   bn_chunk_sums(R, C, L, 2, sums, [&](int64_t r0, int64_t r1, double* acc) {
     std::vector<float> f((size_t)(2 * L));
-    bn_grad_sums(dy, x, mp.data(), r0 * C, r1 * C, L, f.data(), f.data() + L, acc, acc + L);
+    bn_grad_sums(dy, ry, x, mp.data(), r0 * C, r1 * C, L, f.data(), f.data() + L, acc, acc + L);
   });
   // dx = s*is * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean) * is, folded into
   // kg * dy + kx * x + k0 per channel.
@@ -805,7 +822,7 @@ void batch_norm_train_grad(const float* dy, const float* x, int64_t R, int64_t C
   }
   const std::vector<float> pg = bn_pattern(kg, L), px = bn_pattern(kx, L), p0 = bn_pattern(k0, L);
   bn_rows_parallel(R, C, L, [&](int64_t e0, int64_t e1) {
-    bn_grad_dx(dy, x, pg.data(), px.data(), p0.data(), dx, e0, e1, L);
+    bn_grad_dx(dy, ry, x, pg.data(), px.data(), p0.data(), dx, e0, e1, L);
   });
 }
 

@@ -32,7 +32,7 @@ export interface NativeAddon {
   select(cond: Uint8Array, t: F32, e: F32, out: F32): void;
   clip(x: F32, y: F32, lo: number, hi: number): void;
   batchNormTrain(x: F32, c: number, scale: F32n, offset: F32n, eps: number, y: F32n, mean: F32, variance: F32, invStd: F32): void;
-  channelAffine(x: F32, mul: F32, add: F32, y: F32, c: number): void;
+  channelAffine(x: F32, mul: F32, add: F32, y: F32, c: number, relu: boolean): void;
   /** one SGD / Adam update (native/train_ops.h) */
   sgdStep(p: F32, g: F32, buf: F32n, pOut: F32, bufOut: F32n, lr: number, wd: number, mu: number, nesterov: boolean): void;
   adamStep(p: F32, g: F32, m: F32, v: F32, pOut: F32, mOut: F32, vOut: F32, decay: number, wd: number, oneMinusB1: number,
@@ -73,7 +73,7 @@ export interface NativeAddon {
   int8MaxPool?(x: Uint8Array | Int8Array, geo: Int32Array, y: Uint8Array | Int8Array): void;
   int8QAdd?(a: Uint8Array | Int8Array, b: Uint8Array | Int8Array, spec: Float64Array, y: Uint8Array | Int8Array): void;
   int8PlaneSums?(x: Uint8Array | Int8Array, s: number, out: Int32Array): void;
-  batchNormTrainGrad(dy: F32, x: F32, c: number, mean: F32, invStd: F32, scale: F32n, dx: F32, dScale: F32, dOffset: F32): void;
+  batchNormTrainGrad(dy: F32, x: F32, c: number, mean: F32, invStd: F32, scale: F32n, dx: F32, dScale: F32, dOffset: F32, ry: F32n): void;
 }
 
 let cached: NativeAddon | null = null;

@@ -3,8 +3,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, nativeLoadError } from './index.js';
+import { nativeAddon } from './native_backend.js';
 import { randArray, rng } from './test_util.js';
 import { fakeQuantGradKernel, fakeQuantSteGradKernel } from './fakequant_kernels.js';
+import { batchNormTrain } from './batchnorm_kernels.js';
 import { adamScalars, adamStepOps, adamSteps, addRelu, channelDiv, sgdStepOps, sgdSteps, type SgdScalars } from './train_kernels.js';
 
 const active = await initBackend('native');
@@ -126,6 +128,38 @@ test('addRelu (QatAddRelu) equals relu(a + b) each way, bit for bit, NaN, -0 and
     sameBits(tf.grad((x: tf.Tensor) => addRelu(a, x))(b, dy), want[1], 'db alone');
     sameBits(tf.grad((x: tf.Tensor) => addRelu(x, x))(a, dy), tf.grad((x: tf.Tensor) => tf.relu(tf.add(x, x)))(a, dy), 'd(x + x)');
   });
+});
+
+test('batchNormTrain with relu equals relu(batchNormTrain) each way, bit for bit (zeros, -0, NaN, Infinity; every ISA)', { skip }, () => {
+  const r = rng(13);
+  const addon = nativeAddon();
+  type Isa = 'generic' | 'avx2' | 'avx512';
+  const best = addon.info().isa.replace('+fma', '') as Isa;
+  // channels 1 to 33, one row, > 1024 rows; channel 0 of scale 0 and offset -0 gives +0 and -0 outputs (x above / below 0)
+  const cases: number[][] = [[4, 7, 7, 6], [1, 5, 3, 33], [1, 16], [3, 2, 2, 3], [2, 33, 20, 33], [1100, 16], [5, 17, 19, 6]];
+  try {
+    for (const isa of (['generic', 'avx2', 'avx512'] as const).filter((i) => addon.setIsa(i).startsWith(i))) {
+      for (const shape of cases) {
+        const n = tf.util.sizeFromShape(shape), c = shape[shape.length - 1];
+        const xv = randArray(r, n, -2, 3), dv = randArray(r, n), sv = randArray(r, c, 0.5, 1.5), ov = randArray(r, c, -1, 1);
+        sv[0] = 0;
+        ov[0] = -0;
+        for (let i = 1; i < n; i += 97) dv[i] = [Infinity, -Infinity, NaN, -0, 0][i % 5]; // upstream gradients in masked places
+        if (c > 2 && n > c) xv[2] = NaN; // a NaN channel: NaN statistics and outputs
+        tf.tidy(() => {
+          const x = tf.tensor(xv, shape), dy = tf.tensor(dv, shape), s = tf.tensor1d(sv), o = tf.tensor1d(ov);
+          const what = `${isa} [${shape}]`;
+          const fused = (a: tf.Tensor, b: tf.Tensor, cc: tf.Tensor) => batchNormTrain(a, b, cc, 1e-3, true).y;
+          const unfused = (a: tf.Tensor, b: tf.Tensor, cc: tf.Tensor) => tf.relu(batchNormTrain(a, b, cc, 1e-3).y);
+          sameBits(fused(x, s, o), unfused(x, s, o), `${what} y`);
+          const got = tf.grads(fused)([x, s, o], dy), want = tf.grads(unfused)([x, s, o], dy);
+          ['dx', 'dscale', 'doffset'].forEach((d, i) => sameBits(got[i], want[i], `${what} ${d}`));
+        });
+      }
+    }
+  } finally {
+    addon.setIsa(best);
+  }
 });
 
 test('QatFakeQuantSteGrad gives QatFakeQuantGrad\'s dx bit for bit (ties, clamping, per tensor and per channel)', { skip }, () => {

@@ -242,6 +242,7 @@ registerOp({
 /**
  * BatchNormalization, NHWC. In training (and not frozen) it normalizes with the batch statistics and schedules the
  * running-stat update (ONNX: running = running*momentum + batch*(1-momentum), the batch variance unbiased as PyTorch).
+ * ctx.reluOutput: returns relu of it (a Relu fused after it).
  */
 export function batchNorm(
   ctx: OpCtx,
@@ -268,8 +269,8 @@ export function batchNorm(
       ctx.session.scheduleRunningAverage(varName, bv, momentum, count / Math.max(1, count - 1)); // unbiased
     };
     if (c === x.rank - 1) {
-      // channels last: one fused pass forward and backward where the backend has the kernels
-      const r = batchNormTrain(x, scale, bias, eps);
+      // channels last: one fused pass forward and backward where the backend has the kernels, a following Relu in it
+      const r = batchNormTrain(x, scale, bias, eps, ctx.reluOutput);
       update(r.mean, r.variance);
       return r.y;
     }
@@ -279,12 +280,14 @@ export function batchNorm(
     update(m, v);
   }
   const inv = tf.mul(tf.rsqrt(tf.add(v, eps)), scale);
-  return tf.add(tf.mul(tf.sub(x, tf.reshape(m, shape)), tf.reshape(inv, shape)), tf.reshape(bias, shape));
+  const y = tf.add(tf.mul(tf.sub(x, tf.reshape(m, shape)), tf.reshape(inv, shape)), tf.reshape(bias, shape));
+  return ctx.reluOutput ? tf.relu(y) : y;
 }
 
 registerOp({
   op: 'BatchNormalization',
   layout: 'spatial',
+  fusesReluAfter: true,
   buffers: () => [3, 4],
   run: (ctx, [x, scale, bias, mean, variance]) => {
     const n = ctx.node;

@@ -7,6 +7,7 @@ import { emptyGraph, floatTensor, int, ints, type Graph, type TensorData } from 
 import { normalize } from '../onnx/normalize.js';
 import { readOnnx } from '../onnx/model.js';
 import { runningAverage, Session } from './session.js';
+import { buildModel } from '../zoo/models.js';
 
 const FIX = new URL('../../../test/fixtures/onnx/', import.meta.url);
 
@@ -152,5 +153,51 @@ test('an Add whose output only a Relu reads runs as one relu(a + b) each way; a 
     if (extra) assert.deepEqual(bits(outs[1]), bits(tf.add(a, b)));
     const got = tf.grads((x: tf.Tensor, y: tf.Tensor) => s.run({ a: x, b: y })[0])([a, b], dy);
     got.forEach((g, i) => assert.deepEqual(bits(g), bits(wantGrads[i]), `grad ${i}`));
+  }
+});
+
+test('a training BatchNormalization whose output only a Relu reads runs with the Relu fused in: zoo steps keep their bits', async () => {
+  const bits = (t: tf.Tensor) => [...new Uint32Array(Float32Array.from(t.dataSync()).buffer)];
+  // cpu: relu(bn) on tfjs ops; then native where built: QatBatchNormApply / QatBatchNormTrainGrad with the relu
+  for (const [backend, name] of [['cpu', 'lenet5'], ['cpu', 'resnet8'], [undefined, 'lenet5'], [undefined, 'resnet8']] as const) {
+    await initBackend(backend);
+    const what = `${tf.getBackend()} ${name}`;
+    // unfused: every BN output is also a graph output, so its Relu is not its only reader
+    const build = (fuse: boolean): Graph => {
+      const g = buildModel(name, { inputShape: [3, 16, 16], numClasses: 10, seed: 5 });
+      const bns = g.nodes.filter((n) => n.op === 'BatchNormalization');
+      assert.ok(bns.length > 0, what);
+      if (!fuse) for (const n of bns) g.outputs.push({ name: n.outputs[0], dtype: 'float32' });
+      return g;
+    };
+    const x = tf.randomNormal([4, 3, 16, 16], 0, 1, 'float32', 21);
+    const labels = tf.oneHot(tf.tensor1d([1, 3, 5, 7], 'int32'), 10);
+    const steps = (s: Session) => {
+      const out: { loss: number[]; grads: number[][] }[] = [];
+      for (let step = 0; step < 3; step++) {
+        const params = [...s.params().values()];
+        const loss = () => tf.losses.softmaxCrossEntropy(labels, s.run({ [s.graph.inputs[0].name]: x }, { training: true })[0]) as tf.Scalar;
+        const { value, grads } = tf.variableGrads(loss, params);
+        out.push({ loss: bits(value), grads: params.map((p) => bits(grads[p.name])) });
+        for (const p of params) p.assign(tf.sub(p, tf.mul(grads[p.name], 0.1)));
+        s.applyUpdates();
+      }
+      return out;
+    };
+    const fused = new Session(build(true)), plain = new Session(build(false));
+    const kernels = async (s: Session) =>
+      (await tf.profile(() => s.run({ [s.graph.inputs[0].name]: x }, { training: true }))).kernels.map((k) => k.name);
+    const [kf, kp] = [await kernels(fused), await kernels(plain)];
+    const count = (ks: string[], k: string) => ks.filter((n) => n === k).length;
+    if (tf.getKernel('QatBatchNormApply', tf.getBackend())) assert.ok(count(kf, 'Relu') < count(kp, 'Relu'), `${what}: ${kf.join()}`);
+    fused.applyUpdates();
+    plain.applyUpdates();
+    const [a, b] = [steps(fused), steps(plain)];
+    a.forEach((st, i) => {
+      assert.deepEqual(st.loss, b[i].loss, `${what} step ${i} loss`);
+      st.grads.forEach((g, j) => assert.deepEqual(g, b[i].grads[j], `${what} step ${i} grad ${j}`));
+    });
+    fused.dispose();
+    plain.dispose();
   }
 });
