@@ -22,6 +22,30 @@
 #include <immintrin.h>
 #endif
 
+extern "C" {
+
+// The int8 paths this CPU has, read once: 2 = AVX-512 VNNI (with BW, VL), 1 = AVX2, 0 = portable.
+// QK_INT8_ISA=avx2|generic caps it (for tests). Shared with int8_ops.cc.
+int qk_int8_level() {
+  static const int level = [] {
+    int l = 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) l = 1;
+    if (l && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl"))
+      l = 2;
+#endif
+    const char* force = std::getenv("QK_INT8_ISA");
+    if (force && !std::strcmp(force, "generic")) return 0;
+    if (force && !std::strcmp(force, "avx2")) return l < 1 ? l : 1;
+    return l;
+  }();
+  return level;
+}
+
+}  // extern "C"
+
 namespace {
 
 using dot_fn = int32_t (*)(const uint8_t*, const int8_t*, int);
@@ -66,16 +90,11 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t dot_vnni(const ui
 }
 #endif
 
-// The best path the CPU has; QK_INT8_ISA=avx2|generic forces a lesser one (for tests).
+// The best path qk_int8_level allows.
 dot_fn pick_dot() {
-  const char* force = std::getenv("QK_INT8_ISA");
-  if (force && !std::strcmp(force, "generic")) return dot_generic;
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2");
-  if (force && !std::strcmp(force, "avx2") && avx2) return dot_avx2;
-  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) return dot_vnni;
-  if (avx2) return dot_avx2;
+  if (qk_int8_level() == 2) return dot_vnni;
+  if (qk_int8_level() == 1) return dot_avx2;
 #endif
   return dot_generic;
 }
@@ -206,11 +225,8 @@ __attribute__((target("avx2"))) void panel_avx2(const int16_t* a, int lda16, int
 #endif
 
 panel_fn pick_panel() {
-  const char* force = std::getenv("QK_INT8_ISA");
-  if (force && !std::strcmp(force, "generic")) return panel_generic;
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2")) return panel_avx2;
+  if (qk_int8_level() >= 1) return panel_avx2;
 #endif
   return panel_generic;
 }
@@ -326,19 +342,7 @@ namespace {
 
 constexpr int HDR = 64, NRV = 16;
 
-bool use_vnni() {
-  static const bool v = [] {
-    const char* force = std::getenv("QK_INT8_ISA");
-    if (force && (!std::strcmp(force, "generic") || !std::strcmp(force, "avx2"))) return false;
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-#else
-    return false;
-#endif
-  }();
-  return v;
-}
+bool use_vnni() { return qk_int8_level() == 2; }
 
 inline int32_t load4(const uint8_t* p) {
   int32_t v;

@@ -28,23 +28,13 @@
 
 #include "threadpool.h"
 
+extern "C" int qk_int8_level();  // int8_gemm.cc
+
 namespace {
 
 #define QK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
-bool have_vnni() {
-  static const bool v = [] {
-    const char* force = std::getenv("QK_INT8_ISA");
-    if (force && (!std::strcmp(force, "generic") || !std::strcmp(force, "avx2"))) return false;
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-#else
-    return false;
-#endif
-  }();
-  return v;
-}
+bool have_vnni() { return qk_int8_level() == 2; }
 
 inline uint32_t u(int64_t v) { return uint32_t(v); }
 
