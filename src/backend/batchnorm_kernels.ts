@@ -14,16 +14,9 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import type { NativeAddon } from './native_addon.js';
+import type { AddonBackend } from './native_addon.js';
 
-interface BnBackend {
-  addon: NativeAddon;
-  f32(t: TensorInfo): Float32Array;
-  out(shape: number[], v: Float32Array): TensorInfo;
-  alloc(n: number): Float32Array;
-}
-
-function channelParam(be: BnBackend, t: TensorInfo | undefined, c: number, what: string): Float32Array | null {
+function channelParam(be: AddonBackend, t: TensorInfo | undefined, c: number, what: string): Float32Array | null {
   if (!t) return null;
   const v = be.f32(t);
   if (v.length === c) return v;
@@ -32,7 +25,7 @@ function channelParam(be: BnBackend, t: TensorInfo | undefined, c: number, what:
 }
 
 const bnStats: KernelFunc = ({ inputs, backend, attrs }) => {
-  const be = backend as unknown as BnBackend;
+  const be = backend as unknown as AddonBackend;
   const x = inputs.x as TensorInfo;
   const c = x.shape[x.shape.length - 1];
   const eps = (attrs as { varianceEpsilon?: number } | undefined)?.varianceEpsilon ?? 1e-5;
@@ -42,7 +35,7 @@ const bnStats: KernelFunc = ({ inputs, backend, attrs }) => {
 };
 
 const bnApply: KernelFunc = ({ inputs, backend, attrs }) => {
-  const be = backend as unknown as BnBackend;
+  const be = backend as unknown as AddonBackend;
   const { x, mean, invStd, scale, offset } = inputs as Record<string, TensorInfo>;
   const c = x.shape[x.shape.length - 1];
   const m = be.f32(mean), inv = be.f32(invStd);
@@ -59,7 +52,7 @@ const bnApply: KernelFunc = ({ inputs, backend, attrs }) => {
 };
 
 const bnTrainGrad: KernelFunc = ({ inputs, backend }) => {
-  const be = backend as unknown as BnBackend;
+  const be = backend as unknown as AddonBackend;
   const { dy, x, mean, invStd, scale, ry } = inputs as Record<string, TensorInfo>;
   const c = x.shape[x.shape.length - 1];
   const xv = be.f32(x);

@@ -22,13 +22,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
-
-interface FqBackend {
-  addon: import('./native_addon.js').NativeAddon;
-  f32(t: TensorInfo): Float32Array;
-  out(shape: number[], v: Float32Array): TensorInfo;
-  alloc(n: number): Float32Array;
-}
+import type { AddonBackend } from './native_addon.js';
 
 function layout(shape: number[], axis: number): { nch: number; inner: number } {
   if (axis < 0 || shape.length === 0) return { nch: 1, inner: Math.max(1, shape.reduce((a, b) => a * b, 1)) };
@@ -37,7 +31,7 @@ function layout(shape: number[], axis: number): { nch: number; inner: number } {
   return { nch: shape[ax], inner: Math.max(1, shape.slice(ax + 1).reduce((a, b) => a * b, 1)) };
 }
 
-function params(be: FqBackend, t: TensorInfo, nch: number, what: string): Float32Array {
+function params(be: AddonBackend, t: TensorInfo, nch: number, what: string): Float32Array {
   if (t.dtype !== 'float32') throw new Error(`qatkit fake-quant: ${what} must be float32`);
   const v = be.f32(t);
   if (v.length === nch) return v;
@@ -56,14 +50,14 @@ function roundHalfEven(v: number): number {
   return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-function zeroPoints(be: FqBackend, t: TensorInfo, nch: number, a: ReturnType<typeof attrsOf>): Float32Array {
+function zeroPoints(be: AddonBackend, t: TensorInfo, nch: number, a: ReturnType<typeof attrsOf>): Float32Array {
   const z = params(be, t, nch, 'zeroPoint');
   return a.roundZeroPoint ? z.map((v) => Math.min(Math.max(roundHalfEven(v), a.qmin), a.qmax)) : z;
 }
 
 function fq(observe: boolean): KernelFunc {
   return ({ inputs, backend, attrs }) => {
-    const be = backend as unknown as FqBackend;
+    const be = backend as unknown as AddonBackend;
     const { x, scale, zeroPoint } = inputs as { x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
     const a = attrsOf(attrs);
     const { qmin, qmax, axis } = a;
@@ -80,7 +74,7 @@ function fq(observe: boolean): KernelFunc {
 }
 
 const fqGrad: KernelFunc = ({ inputs, backend, attrs }) => {
-  const be = backend as unknown as FqBackend;
+  const be = backend as unknown as AddonBackend;
   const { dy, x, scale, zeroPoint } = inputs as { dy: TensorInfo; x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
   const a = attrsOf(attrs);
   const { qmin, qmax, axis } = a;
@@ -93,7 +87,7 @@ const fqGrad: KernelFunc = ({ inputs, backend, attrs }) => {
 };
 
 const fqSteGrad: KernelFunc = ({ inputs, backend, attrs }) => {
-  const be = backend as unknown as FqBackend;
+  const be = backend as unknown as AddonBackend;
   const { dy, x, scale, zeroPoint } = inputs as { dy: TensorInfo; x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
   const a = attrsOf(attrs);
   const { nch, inner } = layout(x.shape, a.axis);
@@ -105,7 +99,7 @@ const fqSteGrad: KernelFunc = ({ inputs, backend, attrs }) => {
 };
 
 const reluFq: KernelFunc = ({ inputs, backend, attrs }) => {
-  const be = backend as unknown as FqBackend;
+  const be = backend as unknown as AddonBackend;
   const { x, scale, zeroPoint } = inputs as { x: TensorInfo; scale: TensorInfo; zeroPoint: TensorInfo };
   const a = attrsOf(attrs);
   const { nch, inner } = layout(x.shape, a.axis);
@@ -122,7 +116,7 @@ function size1(v: Float32Array, t: TensorInfo): Float32Array {
 }
 
 const minMax: KernelFunc = ({ inputs, backend, attrs }) => {
-  const be = backend as unknown as FqBackend;
+  const be = backend as unknown as AddonBackend;
   const x = inputs.x as TensorInfo;
   const axis = (attrs as { axis?: number }).axis ?? -1;
   const { nch, inner } = layout(x.shape, axis);

@@ -1,5 +1,6 @@
 // Loads build/Release/qatkit_native.node (built by scripts/build-native.mjs).
 // QATKIT_NATIVE_PATH points at another build of it.
+import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -74,6 +75,14 @@ export interface NativeAddon {
   int8QAdd?(a: Uint8Array | Int8Array, b: Uint8Array | Int8Array, spec: Float64Array, y: Uint8Array | Int8Array): void;
   int8PlaneSums?(x: Uint8Array | Int8Array, s: number, out: Int32Array): void;
   batchNormTrainGrad(dy: F32, x: F32, c: number, mean: F32, invStd: F32, scale: F32n, dx: F32, dScale: F32, dOffset: F32, ry: F32n): void;
+}
+
+/** What the fused kernels (fakequant_, batchnorm_, train_kernels.ts) use of the native backend that runs them. */
+export interface AddonBackend {
+  addon: NativeAddon;
+  f32(t: TensorInfo): Float32Array;
+  out(shape: number[], v: Float32Array): TensorInfo;
+  alloc(n: number): Float32Array;
 }
 
 let cached: NativeAddon | null = null;

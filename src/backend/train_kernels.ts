@@ -19,14 +19,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import type { NativeAddon } from './native_addon.js';
-
-interface TrainBackend {
-  addon: NativeAddon;
-  f32(t: TensorInfo): Float32Array;
-  out(shape: number[], v: Float32Array): TensorInfo;
-  alloc(n: number): Float32Array;
-}
+import type { AddonBackend } from './native_addon.js';
 
 /** QatSgdStep's attributes: the step's SGD hyper-parameters, with one weight decay per parameter. */
 interface SgdAttrs {
@@ -73,7 +66,7 @@ export function adamScalars(o: { lr: number; b1: number; b2: number; eps: number
 }
 
 const sgdKernel: KernelFunc = ({ inputs, backend, attrs }) => {
-  const be = backend as unknown as TrainBackend;
+  const be = backend as unknown as AddonBackend;
   const { lr, wd, mu, nesterov } = attrs as unknown as SgdAttrs;
   return wd.flatMap((decay, i) => {
     const p = inputs[`p${i}`] as TensorInfo;
@@ -87,7 +80,7 @@ const sgdKernel: KernelFunc = ({ inputs, backend, attrs }) => {
 };
 
 const adamKernel: KernelFunc = ({ inputs, backend, attrs }) => {
-  const be = backend as unknown as TrainBackend;
+  const be = backend as unknown as AddonBackend;
   return (attrs as unknown as { s: AdamScalars[] }).s.flatMap((s, i) => {
     const [p, g, m, v] = ['p', 'g', 'm', 'v'].map((k) => inputs[`${k}${i}`] as TensorInfo);
     const pv = be.f32(p);
@@ -101,7 +94,7 @@ const adamKernel: KernelFunc = ({ inputs, backend, attrs }) => {
 const lastAxis = (t: TensorInfo) => t.shape[t.shape.length - 1];
 
 const channelDivKernel: KernelFunc = ({ inputs, backend }) => {
-  const be = backend as unknown as TrainBackend;
+  const be = backend as unknown as AddonBackend;
   const { x, s } = inputs as Record<'x' | 's', TensorInfo>;
   const xv = be.f32(x);
   const y = be.alloc(xv.length);
@@ -110,7 +103,7 @@ const channelDivKernel: KernelFunc = ({ inputs, backend }) => {
 };
 
 const channelDivGradKernel: KernelFunc = ({ inputs, backend }) => {
-  const be = backend as unknown as TrainBackend;
+  const be = backend as unknown as AddonBackend;
   const { dy, x, s } = inputs as Record<'dy' | 'x' | 's', TensorInfo>;
   const xv = be.f32(x);
   const dx = be.alloc(xv.length), ds = new Float32Array(lastAxis(x));
@@ -119,7 +112,7 @@ const channelDivGradKernel: KernelFunc = ({ inputs, backend }) => {
 };
 
 const reluGradKernel: KernelFunc = ({ inputs, backend }) => {
-  const be = backend as unknown as TrainBackend;
+  const be = backend as unknown as AddonBackend;
   const { dy, x } = inputs as Record<'dy' | 'x', TensorInfo>;
   const xv = be.f32(x);
   const dx = be.alloc(xv.length);
@@ -128,7 +121,7 @@ const reluGradKernel: KernelFunc = ({ inputs, backend }) => {
 };
 
 const addReluKernel: KernelFunc = ({ inputs, backend }) => {
-  const be = backend as unknown as TrainBackend;
+  const be = backend as unknown as AddonBackend;
   const { a, b } = inputs as Record<'a' | 'b', TensorInfo>;
   const av = be.f32(a);
   const y = be.alloc(av.length);
@@ -137,13 +130,13 @@ const addReluKernel: KernelFunc = ({ inputs, backend }) => {
 };
 
 /** gamma / sqrt(variance + eps) per channel, each operation rounded to float32 as tfjs's Add, Sqrt and RealDiv */
-function rootsOf(be: TrainBackend, variance: TensorInfo, eps: number): Float32Array {
+function rootsOf(be: AddonBackend, variance: TensorInfo, eps: number): Float32Array {
   const e = Math.fround(eps);
   return be.f32(variance).map((v) => Math.sqrt(Math.fround(v + e)));
 }
 
 const foldWeightKernel: KernelFunc = ({ inputs, backend, attrs }) => {
-  const be = backend as unknown as TrainBackend;
+  const be = backend as unknown as AddonBackend;
   const { w, gamma, variance } = inputs as Record<'w' | 'gamma' | 'variance', TensorInfo>;
   const root = rootsOf(be, variance, (attrs as { eps: number }).eps);
   const sf = be.f32(gamma).map((g, o) => g / root[o]);
@@ -154,7 +147,7 @@ const foldWeightKernel: KernelFunc = ({ inputs, backend, attrs }) => {
 };
 
 const foldWeightGradKernel: KernelFunc = ({ inputs, backend, attrs }) => {
-  const be = backend as unknown as TrainBackend;
+  const be = backend as unknown as AddonBackend;
   const { dy, dsf, w, sf, variance } = inputs as Record<'dy' | 'dsf' | 'w' | 'sf' | 'variance', TensorInfo>;
   const root = rootsOf(be, variance, (attrs as { eps: number }).eps);
   const wv = be.f32(w);
