@@ -169,7 +169,6 @@ function convEach(
     // memory when there is some, so that the drain requantizes there as on the wasm path
     const d = xs instanceof Int8Array ? 128 : 0;
     const zpU8 = xzp + d;
-    const aZp = zpU8;
     const reg = wasmRegions([OCg * P * 4, ...drainScratch(OCg, P)]);
     const cOff = reg ? reg.offsets[0] : -1;
     const scratch = reg ? reg.offsets.slice(1) : undefined;
@@ -191,7 +190,7 @@ function convEach(
         if (fused && geo) fused(xs.subarray(x0, x0 + Cg * plane) as Uint8Array | Int8Array, zpU8, geo, packed.nat[g], Cm, P);
         else if (rows) {
           im2rowInto(xs, x0, d, zpU8, s, rows, s.K);
-          prov.gemmU8(P, OCg, K, rows, K, aZp, packed.nat[g], Cm, P, true);
+          prov.gemmU8(P, OCg, K, rows, K, zpU8, packed.nat[g], Cm, P, true);
         }
         drain(sink, Cm, cOff, P, P, OCg, 1, P, g * OCg, (n * OC + g * OCg) * P, scratch);
       }
