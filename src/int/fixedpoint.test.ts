@@ -136,18 +136,24 @@ test('QuantizeMultiplier: normalized to [2^30, 2^31) and within half a Q31 step 
   }
 });
 
-test('MultiplyByQuantizedMultiplier equals the BigInt reference, left and right shifts', () => {
-  const xs = [...int32s(4, 50000)];
-  let s = 99;
+/** Check fn against its BigInt reference over n int32s (seed xSeed) with multipliers of reals 2^-32 .. 2^4 (seed s). */
+function checkAgainstRef(
+  what: string, fn: (x: number, m: number, shift: number) => number, ref: typeof fn, xSeed: number, n: number, s: number,
+): void {
+  const xs = [...int32s(xSeed, n)];
   for (let i = 0; i < xs.length; i++) {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
     const real = 2 ** ((s / 2 ** 32) * 36 - 32); // 2^-32 .. 2^4
     const { multiplier, shift } = quantizeMultiplier(real);
     const x = shift > 0 ? xs[i] >> 8 : xs[i];
-    const got = multiplyByQuantizedMultiplier(x, multiplier, shift);
-    const want = mbqmRef(x, multiplier, shift);
-    if (got !== want) assert.fail(`mbqm(${x}, ${multiplier}, ${shift}) = ${got}, reference ${want}`);
+    const got = fn(x, multiplier, shift);
+    const want = ref(x, multiplier, shift);
+    if (got !== want) assert.fail(`${what}(${x}, ${multiplier}, ${shift}) = ${got}, reference ${want}`);
   }
+}
+
+test('MultiplyByQuantizedMultiplier equals the BigInt reference, left and right shifts', () => {
+  checkAgainstRef('mbqm', multiplyByQuantizedMultiplier, mbqmRef, 4, 50000, 99);
 });
 
 test('MultiplyByQuantizedMultiplier approximates x * real within one unit', () => {
@@ -170,17 +176,7 @@ test('quantizeMultipliers packs per-channel values', () => {
 });
 
 test('MultiplyByQuantizedMultiplierSingle equals the TFLite single-rounding BigInt reference', () => {
-  const xs = [...int32s(7, 60000)];
-  let s = 5;
-  for (let i = 0; i < xs.length; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    const real = 2 ** ((s / 2 ** 32) * 36 - 32); // 2^-32 .. 2^4
-    const { multiplier, shift } = quantizeMultiplier(real);
-    const x = shift > 0 ? xs[i] >> 8 : xs[i];
-    const got = multiplyByQuantizedMultiplierSingle(x, multiplier, shift);
-    const want = mbqmSingleRef(x, multiplier, shift);
-    if (got !== want) assert.fail(`single(${x}, ${multiplier}, ${shift}) = ${got}, reference ${want}`);
-  }
+  checkAgainstRef('single', multiplyByQuantizedMultiplierSingle, mbqmSingleRef, 7, 60000, 5);
 });
 
 test('single rounding is off by at most the multiplier error where gemmlowp double rounding is off by one', () => {

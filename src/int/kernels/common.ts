@@ -113,6 +113,11 @@ export function to3d(v: number[], fill: number): [number, number, number] {
   return [p[0], p[1], p[2]];
 }
 
+/** A 1-D or 2-D window parameter as [h, w] (a 1-D one gets h = fill), as to3d. */
+export function to2d(v: number[], fill: number): [number, number] {
+  return v.length === 2 ? [v[0], v[1]] : [fill, v[0]];
+}
+
 // ---- draining accumulator blocks: int32 copy, or requantization (in wasm when C lives there) ----------
 
 export interface FixedMultipliers {

@@ -8,7 +8,7 @@ import type { IntKernel, KernelContext } from '../registry.js';
 import { checkDType, floatValues, numArray, outputTensor, requireInput, scalar } from '../tensor.js';
 import {
   type FixedMultipliers, type IntArray, type Sink, type Window, drain, drainScratch, fixedMultipliers, memo, outRange, requantMode,
-  requantTable, to3d, windowGeometry,
+  requantTable, to2d, to3d, windowGeometry,
 } from './common.js';
 import { type IntGemmProvider, type PackedB, type RequantSpec, gemmBuffers, intGemmProvider, padK, wasmRegions } from './gemm.js';
 import { wasmGemm } from './wasm_gemm.js';
@@ -113,13 +113,12 @@ interface ShiftPlan {
 function shiftPlan(s: ConvShape): ShiftPlan | undefined {
   const r = s.win.inSize.length;
   if (r > 2 || s.win.strides.some((v) => v !== 1) || s.OCg < 4 || !wasmGemm()) return undefined;
-  const two = (v: number[], fill: number): [number, number] => (r === 2 ? [v[0], v[1]] : [fill, v[0]]);
-  const [IH, IW] = two(s.win.inSize, 1);
-  const [KH, KW] = two(s.win.kernel, 1);
-  const [DH, DW] = two(s.win.dilations, 1);
-  const [PH, PW] = two(s.win.padBegin, 0);
-  const [PHe, PWe] = two(s.win.padEnd, 0);
-  const [OH, OW] = two(s.win.outSize, 1);
+  const [IH, IW] = to2d(s.win.inSize, 1);
+  const [KH, KW] = to2d(s.win.kernel, 1);
+  const [DH, DW] = to2d(s.win.dilations, 1);
+  const [PH, PW] = to2d(s.win.padBegin, 0);
+  const [PHe, PWe] = to2d(s.win.padEnd, 0);
+  const [OH, OW] = to2d(s.win.outSize, 1);
   const Hp = IH + PH + PHe;
   const Wp = IW + PW + PWe;
   // outputs are computed on the padded width (columns past OW are discarded), reads run (KW-1)*DW past the plane
@@ -169,7 +168,6 @@ function convEach(
     // memory when there is some, so that the drain requantizes there as on the wasm path
     const d = xs instanceof Int8Array ? 128 : 0;
     const zpU8 = xzp + d;
-    const aZp = zpU8;
     const reg = wasmRegions([OCg * P * 4, ...drainScratch(OCg, P)]);
     const cOff = reg ? reg.offsets[0] : -1;
     const scratch = reg ? reg.offsets.slice(1) : undefined;
@@ -179,10 +177,9 @@ function convEach(
     const fused = prov.conv2dU8 && r <= 2 && (xs instanceof Uint8Array || xs instanceof Int8Array) ? prov.conv2dU8 : undefined;
     let geo: Int32Array | undefined;
     if (fused) {
-      const two = (v: number[], fill: number): number[] => (r === 2 ? v : [fill, v[0]]);
       geo = GEO;
-      geo.set([Cg, ...two(s.win.inSize, 1), ...two(s.win.kernel, 1), ...two(s.win.strides, 1),
-        ...two(s.win.padBegin, 0), ...two(s.win.dilations, 1), ...two(s.win.outSize, 1)]);
+      geo.set([Cg, ...to2d(s.win.inSize, 1), ...to2d(s.win.kernel, 1), ...to2d(s.win.strides, 1),
+        ...to2d(s.win.padBegin, 0), ...to2d(s.win.dilations, 1), ...to2d(s.win.outSize, 1)]);
     }
     const rows = fused ? undefined : new Uint8Array(P * K);
     for (let n = 0; n < N; n++)
@@ -191,7 +188,7 @@ function convEach(
         if (fused && geo) fused(xs.subarray(x0, x0 + Cg * plane) as Uint8Array | Int8Array, zpU8, geo, packed.nat[g], Cm, P);
         else if (rows) {
           im2rowInto(xs, x0, d, zpU8, s, rows, s.K);
-          prov.gemmU8(P, OCg, K, rows, K, aZp, packed.nat[g], Cm, P, true);
+          prov.gemmU8(P, OCg, K, rows, K, zpU8, packed.nat[g], Cm, P, true);
         }
         drain(sink, Cm, cOff, P, P, OCg, 1, P, g * OCg, (n * OC + g * OCg) * P, scratch);
       }
@@ -258,18 +255,16 @@ function fusedProvider(s: ConvShape, xs: IntArray): Fused | undefined {
  */
 function convFused(prov: Fused, ctx: KernelContext, s: ConvShape, xs: Uint8Array | Int8Array, xzp: number,
   w: TensorData, wzp: TensorData | undefined, deps: number[], rq: RequantSpec): FusedCall {
-  const r = s.win.inSize.length;
-  const two = (v: number[], fill: number): number[] => (r === 2 ? v : [fill, v[0]]);
-  const [KH, KW] = two(s.win.kernel, 1);
+  const [KH, KW] = to2d(s.win.kernel, 1);
   const W = memo(ctx, `wq:${prov.name}`, deps, () => {
     const rows = packWeights(w, wzp, ctx.node);
     const Kp = padK(s.K);
     return Array.from({ length: s.group }, (_, g) => prov.packConv(rows, g * s.OCg * Kp, Kp, s.OCg, s.Cg, KH, KW));
   });
   // one geometry array per group, kept with the call (no small typed array per run: see GEO)
-  const geo = Array.from({ length: s.group }, (_, g) => Int32Array.from([s.N, s.C, ...two(s.win.inSize, 1), KH, KW,
-    ...two(s.win.strides, 1), ...two(s.win.padBegin, 0), ...two(s.win.padEnd, 0), ...two(s.win.dilations, 1),
-    ...two(s.win.outSize, 1), s.group, s.OC, g]));
+  const geo = Array.from({ length: s.group }, (_, g) => Int32Array.from([s.N, s.C, ...to2d(s.win.inSize, 1), KH, KW,
+    ...to2d(s.win.strides, 1), ...to2d(s.win.padBegin, 0), ...to2d(s.win.padEnd, 0), ...to2d(s.win.dilations, 1),
+    ...to2d(s.win.outSize, 1), s.group, s.OC, g]));
   const zpU8 = xzp + (xs instanceof Int8Array ? 128 : 0);
   return (x, y) => {
     for (let g = 0; g < s.group; g++) prov.qconv(x, zpU8, geo[g], W[g], rq, y);
